@@ -1,0 +1,3 @@
+from apimon.cli import main
+
+main()

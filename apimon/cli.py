@@ -1,0 +1,341 @@
+"""`apimon`: a thin command line over the Python API.
+
+Results go to stdout (a table, or JSON with --json); logs and progress go to stderr and
+--quiet silences them. Exit codes: 0 ran fine, 1 ran and found a problem, 2 error.
+Heavy modules are imported inside the commands, so that `apimon --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from apimon.errors import ApimonError
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_OK, EXIT_PROBLEM, EXIT_ERROR = 0, 1, 2
+
+
+class _Group(click.Group):
+    """Turns every error into one line on stderr and exit code 2; a traceback on --debug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ApimonError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_ERROR)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except BrokenPipeError:
+            # The reader of stdout went away (`apimon ... | head`): stop quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(EXIT_OK)
+        except Exception as exc:
+            if ctx.meta.get("apimon.debug"):
+                traceback.print_exc()
+            else:
+                click.echo(
+                    f"error: apimon crashed: {type(exc).__name__}: {exc} "
+                    "(run again with --debug for the traceback, and report it)",
+                    err=True,
+                )
+            ctx.exit(EXIT_ERROR)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="apimon")
+@click.option("--debug", is_flag=True, help="Show the traceback of unexpected errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """apimon: a DuckDB monitoring warehouse for machine-learning prediction APIs."""
+    ctx.meta["apimon.debug"] = debug
+
+
+def common_options(func: F) -> F:
+    """--project, --json, --quiet and --verbose, shared by every command."""
+
+    @click.option(
+        "--project",
+        "-p",
+        envvar="APIMON_PROJECT",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Project folder with apimon.toml (env APIMON_PROJECT; default: current folder).",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    @click.option("--quiet", "-q", is_flag=True, help="No progress or log lines on stderr.")
+    @click.option("--verbose", "-v", count=True, help="More log lines on stderr (-vv: SQL).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, quiet: bool, verbose: int, **kwargs: Any) -> Any:
+        _configure_logging(quiet, verbose)
+        click.get_current_context().meta["apimon.quiet"] = quiet
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _configure_logging(quiet: bool, verbose: int) -> None:
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("apimon")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _quiet() -> bool:
+    return bool(click.get_current_context().meta.get("apimon.quiet"))
+
+
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr (hidden with --quiet or when stderr is not a terminal)."""
+    if _quiet() or total <= 0 or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    numeric = [
+        all(isinstance(row[i], int | float) for row in rows) if rows else False
+        for i in range(len(headers))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    click.echo(line(headers))
+    click.echo(line(["-" * w for w in widths]))
+    for row in cells:
+        click.echo(line(row))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _day(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ApimonError(f"'{value}' is not a day: write it as YYYY-MM-DD") from exc
+
+
+@main.command()
+@common_options
+@click.option("--source", "sources", multiple=True, help="Only this source (repeatable).")
+def ingest(project: Path | None, as_json: bool, sources: tuple[str, ...]) -> None:
+    """Load new log lines of every source into the warehouse."""
+    from apimon.config import load_project
+    from apimon.ingest import ingest as run_ingest
+
+    loaded = load_project(project)
+    with _progress("ingest", _bytes_to_read(loaded, sources)) as bar:
+        report = run_ingest(loaded, sources=sources or None, progress=bar)
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    _print_table(
+        ["source", "files read", "unchanged", "lines read", "loaded", "quarantined"],
+        [
+            [s.source, s.files_read, s.files_unchanged, s.lines_read, s.loaded, s.quarantined]
+            for s in report.sources
+        ],
+    )
+    for source in report.sources:
+        for reason, count in source.reasons.most_common():
+            click.echo(f"  {source.source}: {count:,} quarantined: {reason}")
+    if report.quarantined:
+        click.echo("see them with: apimon quarantine")
+
+
+def _bytes_to_read(project: Any, sources: Sequence[str]) -> int:
+    from apimon.logfiles import discover
+
+    total = 0
+    for source in project.settings.sources:
+        if sources and source.label not in sources:
+            continue
+        try:
+            files, _ = discover(project, source)
+        except ApimonError:
+            continue  # the ingest itself reports it
+        total += sum(f.size for f in files)
+    return total
+
+
+@main.command()
+@common_options
+@click.option("--since", help="First day to list (YYYY-MM-DD).")
+@click.option("--until", help="Last day to list (YYYY-MM-DD).")
+def partitions(project: Path | None, as_json: bool, since: str | None, until: str | None) -> None:
+    """List the days of the log store with their rows, quarantined lines and sources."""
+    from apimon.config import load_project
+    from apimon.store import list_partitions
+    from apimon.warehouse import connect
+
+    loaded = load_project(project)
+    con = connect(loaded.database_path, read_only=True)
+    try:
+        days = list_partitions(con, _day(since), _day(until))
+    finally:
+        con.close()
+    if as_json:
+        _print_json([d.as_dict() for d in days])
+        return
+    _print_table(
+        ["day", "rows", "quarantined", "files", "sources", "first event", "last event"],
+        [
+            [
+                d.day,
+                d.rows,
+                d.quarantined,
+                d.files,
+                d.sources,
+                d.first_event.strftime("%H:%M:%S") if d.first_event else None,
+                d.last_event.strftime("%H:%M:%S") if d.last_event else None,
+            ]
+            for d in days
+        ],
+    )
+
+
+@main.command()
+@common_options
+@click.option("--keep-days", type=int, help="Keep the last N days (today, UTC, counts as one).")
+@click.option("--before", help="Drop every day before this one (YYYY-MM-DD).")
+def prune(project: Path | None, as_json: bool, keep_days: int | None, before: str | None) -> None:
+    """Drop old days from the log store (their files are not loaded again)."""
+    from apimon.config import load_project
+    from apimon.store import prune as run_prune
+
+    report = run_prune(load_project(project), keep_days=keep_days, before=_day(before))
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    click.echo(
+        f"dropped {report.days} days before {report.cutoff}: {report.rows:,} rows, "
+        f"{report.quarantined:,} quarantined lines"
+    )
+
+
+@main.command()
+@common_options
+@click.argument("days", nargs=-1, required=True)
+def reload(project: Path | None, as_json: bool, days: tuple[str, ...]) -> None:
+    """Rebuild the given days (YYYY-MM-DD) from the log files that fed them."""
+    from apimon.config import load_project
+    from apimon.store import reload_days
+
+    chosen = [d for d in (_day(v) for v in days) if d is not None]
+    report = reload_days(load_project(project), chosen)
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    click.echo(
+        f"reloaded {len(report.days)} days from {report.files} files: "
+        f"{report.rows_before:,} rows before, {report.rows_after:,} after, "
+        f"{report.quarantined_after:,} lines quarantined"
+    )
+
+
+@main.command()
+@common_options
+@click.option("--limit", default=20, show_default=True, help="How many lines to show.")
+@click.option("--reason", help="Only lines whose reason starts with this text.")
+def quarantine(project: Path | None, as_json: bool, limit: int, reason: str | None) -> None:
+    """Show the lines kept aside, with their file, line number and reason."""
+    from apimon.config import load_project
+    from apimon.warehouse import connect
+
+    loaded = load_project(project)
+    con = connect(loaded.database_path, read_only=True)
+    try:
+        summary = con.execute(
+            "select split_part(reason, ':', 1) as kind, count(*) from quarantine "
+            "group by kind order by count(*) desc, kind"
+        ).fetchall()
+        lines = con.execute(
+            "select source_file, line_no, reason, raw from quarantine "
+            "where ? is null or starts_with(reason, ?) order by run_id, source_file, line_no "
+            "limit ?",
+            [reason, reason, limit],
+        ).fetchall()
+    finally:
+        con.close()
+    if as_json:
+        _print_json(
+            {
+                "by_reason": dict(summary),
+                "lines": [
+                    {"file": f, "line": n, "reason": r, "raw": raw} for f, n, r, raw in lines
+                ],
+            }
+        )
+        return
+    _print_table(["reason", "lines"], summary)
+    if lines:
+        click.echo("")
+        _print_table(
+            ["file", "line", "reason", "text"],
+            [[_shorten(f, 60, left=True), n, r, _shorten(raw, 60)] for f, n, r, raw in lines],
+        )
+
+
+def _shorten(text: str | None, width: int, *, left: bool = False) -> str:
+    """Cut text to width characters for a table cell, marking the cut with '…'."""
+    if text is None or len(text) <= width:
+        return text or ""
+    return "…" + text[-(width - 1) :] if left else text[: width - 1] + "…"
+
+
+@main.command()
+@common_options
+@click.option("--rows", default=100_000, show_default=True, help="How many queries to generate.")
+@click.option("--seed", default=42, show_default=True, help="Seed of the generator.")
+def demo(project: Path | None, as_json: bool, rows: int, seed: int) -> None:
+    """Fill the embedded default project with a month of traffic and run every step on it."""
+    from apimon.demo import run_demo
+
+    summary = run_demo(project, rows=rows, seed=seed, progress=not _quiet())
+    if as_json:
+        _print_json(summary.as_dict())
+        return
+    for line in summary.lines():
+        click.echo(line)

@@ -1,0 +1,135 @@
+"""`apimon demo`: fill the embedded default project with a month of traffic, run every step."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apimon.config import CONFIG_FILE, load_project
+from apimon.errors import ApimonError
+
+log = logging.getLogger(__name__)
+
+DEMO_MARKER = "# apimon-demo-project"
+
+
+def template_config() -> Path:
+    """The default project's apimon.toml: shipped in the wheel, or in the source checkout."""
+    packaged = Path(__file__).resolve().parent / "default_project" / CONFIG_FILE
+    if packaged.is_file():
+        return packaged
+    source = Path(__file__).resolve().parent.parent / "warehouse" / CONFIG_FILE
+    if source.is_file():
+        return source
+    raise ApimonError("the default project's apimon.toml is missing: reinstall apimon")
+
+
+def default_project_dir() -> Path:
+    """`./warehouse` when it holds a project, else the source checkout's, else a new one."""
+    local = Path.cwd() / "warehouse"
+    if (local / CONFIG_FILE).is_file():
+        return local
+    source = Path(__file__).resolve().parent.parent / "warehouse"
+    if (source / CONFIG_FILE).is_file():
+        return source
+    local.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template_config(), local / CONFIG_FILE)
+    return local
+
+
+@dataclass
+class DemoSummary:
+    """What the demo generated and what each step found."""
+
+    project: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    steps: dict[str, Any] = field(default_factory=dict)
+    story: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"project": self.project, "facts": self.facts, "steps": self.steps}
+
+    def lines(self) -> list[str]:
+        return [f"apimon demo in {self.project}", *self.story]
+
+
+def run_demo(
+    project: Path | None, *, rows: int = 100_000, seed: int = 42, progress: bool = True
+) -> DemoSummary:
+    """Generate the demo's data into the default project and run the pipeline on it."""
+    from apimon.demo_data import generate_demo_data
+    from apimon.ingest import ingest
+
+    root = (project or default_project_dir()).resolve()
+    config = root / CONFIG_FILE
+    if not config.is_file() or DEMO_MARKER not in config.read_text(encoding="utf-8"):
+        raise ApimonError(
+            f"{root} is not the demo project: `apimon demo` only writes into a project made "
+            f"for it (its apimon.toml starts with '{DEMO_MARKER}'); run it without --project"
+        )
+    loaded = load_project(root)
+
+    log.info("generating %d queries in %s", rows, root / "data")
+    story = generate_demo_data(root, rows, seed=seed)
+    for stale in (
+        loaded.database_path,
+        loaded.database_path.with_name(loaded.database_path.name + ".wal"),
+    ):
+        stale.unlink(missing_ok=True)
+
+    summary = DemoSummary(project=str(root))
+    summary.facts = {
+        "first_day": story.first_day.isoformat(),
+        "last_day": story.last_day.isoformat(),
+        "rows": story.rows,
+        "malformed_lines": story.malformed_lines,
+        "files": story.files,
+        "version_change_day": story.version_change_day.isoformat(),
+        "sudden_drift_day": story.sudden_drift_day.isoformat(),
+    }
+    summary.story.append(
+        f"generated {story.rows:,} queries from {story.first_day} to {story.last_day} in "
+        f"{story.files:,} files ({story.malformed_lines} malformed lines among them)"
+    )
+
+    report = ingest(loaded)
+    summary.steps["ingest"] = report.as_dict()
+    summary.story.append(
+        f"ingest: read {report.lines_read:,} lines, loaded {report.loaded:,}, "
+        f"quarantined {report.quarantined:,} "
+        f"({', '.join(f'{n} {r}' for s in report.sources for r, n in s.reasons.items())})"
+    )
+    summary.story.extend(_log_store_story(loaded.database_path))
+    summary.story.append(f"warehouse: {loaded.database_path} (open it with duckdb or a BI tool)")
+    return summary
+
+
+def _log_store_story(database: Path) -> list[str]:
+    from apimon.warehouse import connect
+
+    con = connect(database, read_only=True)
+    try:
+        days = con.execute(
+            'select count(*), min("rows"), max("rows"), min(day), max(day) from partitions'
+        ).fetchone()
+        versions = con.execute(
+            "select model_version, count(*), min(day), max(day) from queries "
+            "group by model_version order by min(day)"
+        ).fetchall()
+        outcomes = con.execute(
+            "select count(*) filter (ignored), count(*) filter (failed) from queries"
+        ).fetchone()
+    finally:
+        con.close()
+    assert days is not None and outcomes is not None
+    lines = [
+        f"log store: {days[0]} days from {days[3]} to {days[4]}, "
+        f"{days[1]:,} to {days[2]:,} rows a day"
+    ]
+    for version, count, first, last in versions:
+        lines.append(f"  model version {version}: {count:,} queries from {first} to {last}")
+    lines.append(f"  {outcomes[0]:,} ignored queries, {outcomes[1]:,} failed")
+    return lines
