@@ -8,7 +8,6 @@ Offsets count bytes of the decompressed text, for plain and gzip files alike.
 from __future__ import annotations
 
 import glob
-import gzip
 import hashlib
 import json
 import logging
@@ -19,7 +18,6 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
 
 from apimon.config import Project, Source
 from apimon.errors import ApimonError
@@ -154,13 +152,19 @@ def _describe(source: Source, path: Path, parts: list[str]) -> LogFile:
 
 def first_line(file: LogFile) -> bytes | None:
     """The file's first complete line (at most 1 MiB of it); None when it has none yet."""
+    head = b""
     try:
-        with _reader(file) as stream:
-            head = stream.readline(FINGERPRINT_BYTES)
-    except (EOFError, OSError, zlib.error):
-        return None
-    if head.endswith(b"\n") or len(head) >= FINGERPRINT_BYTES:
-        return head
+        for block in _blocks(file, 0, 1 << 16):
+            head += block
+            if b"\n" in head or len(head) >= FINGERPRINT_BYTES:
+                break
+    except StreamFault:
+        pass
+    end = head.find(b"\n")
+    if end >= 0:
+        return head[: end + 1]
+    if len(head) >= FINGERPRINT_BYTES:
+        return head[:FINGERPRINT_BYTES]
     return None
 
 
@@ -217,32 +221,37 @@ def read_lines(
 
     With `hold_tail`, a partial last line is left unread (the writer may finish it);
     otherwise it is yielded as a Tail to be quarantined. A gzip stream that ends early or
-    is corrupt yields what could be read, then a Tail naming the fault.
+    is corrupt yields every line that could be read, then a Tail naming the fault.
     """
     line_no = first_line_no
     pending = b""
     fault: str | None = None
     position = offset
-    with _reader(file) as stream:
-        try:
-            _skip(stream, offset)
-            while end is None or position < end:
-                want = chunk_bytes if end is None else min(chunk_bytes, end - position)
-                block = stream.read(want)
-                if not block:
-                    break
-                position += len(block)
-                data = pending + block
-                cut = data.rfind(b"\n") + 1
-                pending = data[cut:]
+    try:
+        for block in _blocks(file, offset, min(chunk_bytes, 1 << 24)):
+            if end is not None and position + len(block) > end:
+                block = block[: end - position]
+            position += len(block)
+            pending += block
+            if len(pending) >= chunk_bytes or (end is not None and position >= end):
+                cut = pending.rfind(b"\n") + 1
                 if cut:
-                    lines = data.count(b"\n", 0, cut)
-                    yield Chunk(data[:cut], line_no, lines)
+                    lines = pending.count(b"\n", 0, cut)
+                    yield Chunk(pending[:cut], line_no, lines)
                     line_no += lines
-        except EOFError:
-            fault = "truncated gzip stream"
-        except (gzip.BadGzipFile, zlib.error, OSError) as exc:
-            fault = f"corrupt gzip stream ({exc})" if file.compressed else f"read error ({exc})"
+                    pending = pending[cut:]
+            if end is not None and position >= end:
+                break
+    except StreamFault as exc:
+        fault = str(exc)
+    except OSError as exc:
+        fault = f"read error ({exc})"
+
+    cut = pending.rfind(b"\n") + 1
+    if cut:
+        lines = pending.count(b"\n", 0, cut)
+        yield Chunk(pending[:cut], line_no, lines)
+        pending = pending[cut:]
     if fault is not None:
         if not hold_tail:
             yield Tail(pending, fault)
@@ -250,21 +259,48 @@ def read_lines(
         yield Tail(pending, "partial last line (no newline at end of file)")
 
 
-def _reader(file: LogFile) -> IO[bytes]:
-    if file.compressed:
-        return cast(IO[bytes], gzip.open(file.path, "rb"))
-    return file.path.open("rb")
+class StreamFault(Exception):
+    """A gzip stream that ends early or cannot be decompressed."""
 
 
-def _skip(stream: IO[bytes], offset: int) -> None:
-    if offset <= 0:
+_READ_BLOCK = 1 << 20
+
+
+def _blocks(file: LogFile, offset: int, block_size: int) -> Iterator[bytes]:
+    """The file's text after `offset` (decompressed), in blocks of at most `block_size`.
+
+    For gzip, every byte that decompresses is yielded before a StreamFault names the
+    fault, so that a truncated file gives up all its complete lines.
+    """
+    if not file.compressed:
+        with file.path.open("rb") as handle:
+            handle.seek(offset)
+            while block := handle.read(block_size):
+                yield block
         return
-    if not isinstance(stream, gzip.GzipFile):
-        stream.seek(offset)
-        return
-    remaining = offset
-    while remaining > 0:
-        block = stream.read(min(remaining, 1 << 24))
-        if not block:
-            raise ApimonError("file is shorter than the part already loaded")
-        remaining -= len(block)
+
+    skip = offset
+    with file.path.open("rb") as handle:
+        decompressor = zlib.decompressobj(wbits=31)
+        fed = False
+        data = b""
+        while True:
+            if not data:
+                data = handle.read(_READ_BLOCK)
+                if not data:
+                    if fed and not decompressor.eof:
+                        raise StreamFault("truncated gzip stream")
+                    return
+            if decompressor.eof:
+                decompressor = zlib.decompressobj(wbits=31)  # another gzip member follows
+            try:
+                out = decompressor.decompress(data, block_size)
+            except zlib.error as exc:
+                raise StreamFault(f"corrupt gzip stream ({exc})") from exc
+            fed = True
+            data = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
+            if skip >= len(out):
+                skip -= len(out)
+            else:
+                yield out[skip:]
+                skip = 0

@@ -258,6 +258,10 @@ judged as (
             when regexp_full_match(kinds_signature, {{ kinds_pattern | literal }})
 {% for field in fields if field.kind in ('integer', 'number') %}
                 and not ({{ ("k_" ~ field.column) | ident }} = 5 and {{ field.column | ident }} is null)
+{% if field.kind == 'integer' %}
+                and not ({{ ("k_" ~ field.column) | ident }} = 5
+                    and try_cast(f[{{ field.index }}] as double) <> {{ field.column | ident }})
+{% endif %}
 {% endfor %}
                 then null
 {% for field in fields %}
