@@ -34,6 +34,18 @@ class IngestSettings(_Strict):
     batch_megabytes: int = Field(default=64, ge=1, le=4096)
 
 
+class CollectorSettings(_Strict):
+    """`apimon serve`: where the Event collector listens and how it makes events durable."""
+
+    root: str = "events"
+    host: str = "127.0.0.1"
+    port: int = Field(default=11200, ge=0, le=65535)
+    auth_keys: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=10 << 20, ge=1024)
+    flush_bytes: int = Field(default=1 << 20, ge=1)
+    flush_interval_ms: float = Field(default=50.0, ge=0)
+
+
 class Source(_Strict):
     """A folder, file or glob of log files, in one envelope format or detected per file."""
 
@@ -85,6 +97,7 @@ class ProjectSettings(_Strict):
 
     database: str = "apimon.duckdb"
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    collector: CollectorSettings = Field(default_factory=CollectorSettings)
     sources: list[Source] = Field(default_factory=list)
     models: list[Model] = Field(default_factory=list)
 
@@ -175,6 +188,7 @@ def parse_project(root: Path, text: str) -> Project:
 _ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
     "": tuple(ProjectSettings.model_fields),
     "ingest": tuple(IngestSettings.model_fields),
+    "collector": tuple(CollectorSettings.model_fields),
     "sources": tuple(Source.model_fields),
     "models": tuple(Model.model_fields),
 }
