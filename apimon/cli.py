@@ -202,6 +202,75 @@ def _bytes_to_read(project: Any, sources: Sequence[str]) -> int:
 
 @main.command()
 @common_options
+@click.option("--skip-ingest", is_flag=True, help="Only rebuild the views from what is loaded.")
+def refresh(project: Path | None, as_json: bool, skip_ingest: bool) -> None:
+    """Ingest new lines, then bring the views and every model's flat table up to date."""
+    from apimon.config import load_project
+    from apimon.refresh import refresh as run_refresh
+
+    loaded = load_project(project)
+    with _progress("ingest", 0 if skip_ingest else _bytes_to_read(loaded, ())) as bar:
+        report = run_refresh(loaded, skip_ingest=skip_ingest, progress=bar)
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        if report.ingest:
+            i = report.ingest
+            click.echo(
+                f"ingest: {i.lines_read:,} lines read, {i.loaded:,} loaded, "
+                f"{i.quarantined:,} quarantined"
+            )
+        _print_table(
+            ["model", "days built", "flat rows", "evaluated rows", "versions"],
+            [
+                [m.model, m.days_built, m.flat_rows, m.evaluated_rows,
+                 ", ".join(f"{v} ({n:,})" for v, n in m.versions)]
+                for m in report.views.models
+            ],
+        )  # fmt: skip
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}")
+    if report.warnings:
+        sys.exit(EXIT_PROBLEM)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option(
+    "--dialect",
+    default="duckdb",
+    show_default=True,
+    type=click.Choice(["duckdb", "spark", "trino", "bigquery", "snowflake", "postgres"]),
+    help="Write the SQL in this dialect (translated by sqlglot).",
+)
+@common_options
+def sql(project: Path | None, as_json: bool, name: str | None, dialect: str) -> None:
+    """Print the SQL of a view (without NAME: list the views)."""
+    from apimon.config import load_project
+    from apimon.views import view_names, view_sql
+    from apimon.warehouse import connect
+
+    loaded = load_project(project)
+    con = connect(loaded.database_path, read_only=True)
+    try:
+        if name is None:
+            names = view_names(con, loaded)
+            if as_json:
+                _print_json(names)
+            else:
+                click.echo("\n".join(names))
+            return
+        text = view_sql(con, loaded, name, dialect)
+    finally:
+        con.close()
+    if as_json:
+        _print_json({"name": name, "dialect": dialect, "sql": text})
+    else:
+        click.echo(text)
+
+
+@main.command()
+@common_options
 @click.option("--since", help="First day to list (YYYY-MM-DD).")
 @click.option("--until", help="Last day to list (YYYY-MM-DD).")
 def partitions(project: Path | None, as_json: bool, since: str | None, until: str | None) -> None:

@@ -71,6 +71,10 @@ class Model(_Strict):
     match_version: bool = True
     columns: dict[str, Literal["numeric", "categorical", "ignore"]] = Field(default_factory=dict)
     rename: dict[str, str] = Field(default_factory=dict)
+    keys: list[str] = Field(default_factory=lambda: ["request_id"])
+    prediction: str | None = None
+    probabilities: dict[str, str] = Field(default_factory=dict)
+    classes: list[str] | None = None
 
     @field_validator("reference")
     @classmethod

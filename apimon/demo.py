@@ -61,7 +61,7 @@ def run_demo(
 ) -> DemoSummary:
     """Generate the demo's data into the default project and run the pipeline on it."""
     from apimon.demo_data import generate_demo_data
-    from apimon.ingest import ingest
+    from apimon.refresh import refresh
 
     root = (project or default_project_dir()).resolve()
     config = root / CONFIG_FILE
@@ -95,14 +95,18 @@ def run_demo(
         f"{story.files:,} files ({story.malformed_lines} malformed lines among them)"
     )
 
-    report = ingest(loaded)
+    refreshed = refresh(loaded)
+    report = refreshed.ingest
+    assert report is not None
     summary.steps["ingest"] = report.as_dict()
+    summary.steps["views"] = refreshed.views.as_dict()
     summary.story.append(
         f"ingest: read {report.lines_read:,} lines, loaded {report.loaded:,}, "
         f"quarantined {report.quarantined:,} "
         f"({', '.join(f'{n} {r}' for s in report.sources for r, n in s.reasons.items())})"
     )
     summary.story.extend(_log_store_story(loaded.database_path))
+    summary.story.extend(_views_story(loaded.database_path, refreshed.views))
     summary.story.append(f"warehouse: {loaded.database_path} (open it with duckdb or a BI tool)")
     return summary
 
@@ -132,4 +136,35 @@ def _log_store_story(database: Path) -> list[str]:
     for version, count, first, last in versions:
         lines.append(f"  model version {version}: {count:,} queries from {first} to {last}")
     lines.append(f"  {outcomes[0]:,} ignored queries, {outcomes[1]:,} failed")
+    return lines
+
+
+def _views_story(database: Path, views: Any) -> list[str]:
+    from apimon.sqlutil import quote_ident
+    from apimon.warehouse import connect
+
+    lines = []
+    con = connect(database, read_only=True)
+    try:
+        for build in views.models:
+            schema = quote_ident(build.model)
+            lines.append(
+                f"model {build.model}: {build.flat_rows:,} answered queries in {build.model}.flat, "
+                f"{build.evaluated_rows:,} scored by the version under evaluation"
+            )
+            for column, wrong, missing in con.execute(
+                f"select column_name, sum(wrong_type), sum(missing) from {schema}.data_quality "
+                "group by 1 having sum(wrong_type) + sum(missing) > 0 order by 1"
+            ).fetchall():
+                lines.append(
+                    f"  data quality: {column}: {wrong} of the wrong type, {missing} missing"
+                )
+            for column, status in con.execute(
+                f"select column_name, status from {schema}.schema_check where status <> 'ok'"
+            ).fetchall():
+                lines.append(f"  schema check: {column}: {status}")
+            for warning in build.warnings:
+                lines.append(f"  warning: {warning}")
+    finally:
+        con.close()
     return lines

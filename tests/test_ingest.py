@@ -102,7 +102,7 @@ def test_sagemaker_capture_is_decoded(tmp_path: Path, make_project, encoding: st
         "user_context->>'$.inferenceId', event_time from queries order by line_no",
     )
     expected_features = (
-        '["100.0","CB"]'
+        '[100.0,"CB"]'
         if encoding == "CSV"
         else '{"transaction_amount":100.0,"payment_type":"CB"}'
     )

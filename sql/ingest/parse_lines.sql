@@ -115,14 +115,20 @@ rebuilt as (
                 'serviceId', sagemaker_endpoint,
                 'endpointId', sagemaker_variant,
                 'features', case
-                    when sm_input_csv then to_json(string_split(trim(sm_input), ','))
+                    -- CSV values become JSON numbers when they read as numbers.
+                    when sm_input_csv then to_json(list_transform(
+                        string_split(trim(sm_input), ','),
+                        lambda v: coalesce(to_json(try_cast(v as double)), to_json(v))
+                    ))
                     when json_type(sm_input_json, '$.features') = 'OBJECT'
                         then sm_input_json -> '$.features'
                     else sm_input_json
                 end,
                 'result', case
-                    when sm_output_csv
-                        then json_object('prediction', string_split(trim(sm_output), ',')[1])
+                    when sm_output_csv then json_object('prediction', coalesce(
+                        to_json(try_cast(string_split(trim(sm_output), ',')[1] as double)),
+                        to_json(string_split(trim(sm_output), ',')[1])
+                    ))
                     when json_type(sm_output_json) = 'OBJECT' then sm_output_json
                     else json_object('prediction', sm_output_json)
                 end,

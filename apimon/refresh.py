@@ -1,0 +1,54 @@
+"""`apimon refresh`: the command a scheduler calls. Ingest, then bring the views up to date."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from apimon.config import Project
+from apimon.ingest import IngestReport, Progress, finish_run, ingest, start_run
+from apimon.views import BuildReport, build_views
+from apimon.warehouse import connect
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RefreshReport:
+    """What one refresh did, step by step."""
+
+    ingest: IngestReport | None
+    views: BuildReport
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.views.warnings
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ingest": self.ingest.as_dict() if self.ingest else None,
+            "views": self.views.as_dict(),
+            "warnings": self.warnings,
+        }
+
+
+def refresh(
+    project: Project, *, skip_ingest: bool = False, progress: Progress | None = None
+) -> RefreshReport:
+    """Ingest new log lines, then rebuild what they changed; each step is one transaction."""
+    con = connect(project.database_path)
+    try:
+        ingested = None if skip_ingest else ingest(project, progress=progress, con=con)
+        con.execute("begin transaction")
+        try:
+            run_id = start_run(con, project, "refresh")
+            views = build_views(con, project, run_id)
+            finish_run(con, run_id)
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    finally:
+        con.close()
+    return RefreshReport(ingested, views)

@@ -1,0 +1,41 @@
+{#- Context: grain ('hour' or 'day'). -#}
+-- Health of each endpoint per {{ grain }}: volume, ignored and failed queries, response-time
+-- percentiles (answered queries), distinct clients. All query types are counted.
+with timed as (
+    select
+        {% if grain == 'hour' %}date_trunc('hour', event_time){% else %}day{% endif %} as period,
+        service_id,
+        endpoint_id,
+        routing_key,
+        ignored,
+        failed,
+        client_ip,
+        case
+            when coalesce(
+                timing_pre_processing, timing_wait, timing_enrich, timing_preparation,
+                timing_prediction, timing_post_processing
+            ) is not null
+                then (
+                    coalesce(timing_pre_processing, 0) + coalesce(timing_wait, 0)
+                    + coalesce(timing_enrich, 0) + coalesce(timing_preparation, 0)
+                    + coalesce(timing_prediction, 0) + coalesce(timing_post_processing, 0)
+                ) / 1000.0
+        end as response_time_ms
+    from main.queries
+)
+
+select
+    period as {{ grain | ident }},
+    service_id,
+    endpoint_id,
+    routing_key,
+    count(*) as requests,
+    count(*) filter (where ignored) as ignored,
+    count(*) filter (where failed) as failed,
+    count(*) filter (where failed) / count(*) as failure_rate,
+    quantile_cont(response_time_ms, 0.5) filter (where not failed) as p50_ms,
+    quantile_cont(response_time_ms, 0.95) filter (where not failed) as p95_ms,
+    quantile_cont(response_time_ms, 0.99) filter (where not failed) as p99_ms,
+    count(distinct client_ip) as clients
+from timed
+group by period, service_id, endpoint_id, routing_key
