@@ -235,6 +235,127 @@ def refresh(project: Path | None, as_json: bool, skip_ingest: bool) -> None:
 
 
 @main.command()
+@common_options
+@click.option("--model", "model_name", help="Only this model.")
+@click.option("--since", help="First day (YYYY-MM-DD).")
+@click.option("--until", help="Last day (YYYY-MM-DD).")
+@click.option(
+    "--window",
+    "windows",
+    multiple=True,
+    type=click.Choice(["day", "week", "month", "all"]),
+    help="Window kind (repeatable; default: the [drift] windows of apimon.toml).",
+)
+@click.option(
+    "--baseline",
+    default="reference",
+    show_default=True,
+    type=click.Choice(["reference", "previous"]),
+    help="Compare with the training data, or with the window just before.",
+)
+def evaluate(
+    project: Path | None,
+    as_json: bool,
+    model_name: str | None,
+    since: str | None,
+    until: str | None,
+    windows: tuple[str, ...],
+    baseline: str,
+) -> None:
+    """Evaluate drift over windows of days and store the results."""
+    from apimon.config import load_project
+    from apimon.drift.run import run_evaluations
+    from apimon.ingest import finish_run, start_run
+    from apimon.views import build_views
+    from apimon.warehouse import connect
+
+    loaded = load_project(project)
+    if model_name:
+        loaded.model(model_name)
+    con = connect(loaded.database_path)
+    try:
+        con.execute("begin transaction")
+        try:
+            run_id = start_run(con, loaded, "evaluate")
+            views = build_views(con, loaded, run_id)
+            shapes = [
+                m.shape for m in views.models
+                if m.shape is not None and (model_name is None or m.model == model_name)
+            ]  # fmt: skip
+            report = run_evaluations(
+                con, loaded, shapes, run_id, windows=windows or None, baseline=baseline,
+                since=_day(since), until=_day(until),
+            )  # fmt: skip
+            finish_run(con, run_id)
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    finally:
+        con.close()
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    _print_table(
+        ["model", "window", "start", "end", "baseline", "rows", "status", "drifting columns"],
+        [
+            [e.model, e.window.kind, e.window.start, e.window.end, e.baseline, e.current_rows,
+             e.status, [c.column.name for c in e.columns if c.drifted]]
+            for e in report.evaluations
+        ],
+    )  # fmt: skip
+
+
+@main.command()
+@common_options
+@click.option("--model", "model_name", help="Only this model.")
+@click.option("--fail-on-drift", is_flag=True, help="Exit 1 when a latest verdict is drift.")
+def status(
+    project: Path | None, as_json: bool, model_name: str | None, fail_on_drift: bool
+) -> None:
+    """Show the latest drift verdict of each model and the columns behind it."""
+    from apimon.config import load_project
+    from apimon.drift.run import column_status, latest_status
+    from apimon.warehouse import connect
+
+    loaded = load_project(project)
+    con = connect(loaded.database_path, read_only=True)
+    try:
+        latest = latest_status(con, model_name)
+        details = {row["evaluation_id"]: column_status(con, row["evaluation_id"]) for row in latest}
+    finally:
+        con.close()
+    if as_json:
+        _print_json([{**row, "columns": details[row["evaluation_id"]]} for row in latest])
+    else:
+        if not latest:
+            click.echo("no evaluation yet: run `apimon refresh` (or `apimon evaluate`)")
+        _print_table(
+            ["model", "window", "start", "end", "rows", "status", "drift share", "drifting"],
+            [
+                [r["model"], r["window"], r["window_start"], r["window_end"], r["current_rows"],
+                 r["status"], r["drift_share"], r["drifting_columns"] or []]
+                for r in latest
+            ],
+        )  # fmt: skip
+        for row in latest:
+            if row["window"] != "day":
+                continue
+            click.echo(f"\n{row['model']}, {row['window_start']}:")
+            _print_table(
+                ["column", "role", "psi", "ks", "wasserstein/std", "js", "p (adjusted)", "drift"],
+                [
+                    [c["column_name"], c["role"], c["psi"], c["ks_statistic"],
+                     c["wasserstein_norm"], c["js_distance"], c["pvalue_adjusted"],
+                     "yes" if c["drifted"] else ("no" if c["drifted"] is False else "")]
+                    for c in details[row["evaluation_id"]]
+                ],
+            )  # fmt: skip
+    if fail_on_drift and any(r["status"] in ("drift", "partial drift") for r in latest):
+        sys.exit(EXIT_PROBLEM)
+
+
+@main.command()
 @click.argument("name", required=False)
 @click.option(
     "--dialect",

@@ -34,6 +34,22 @@ class IngestSettings(_Strict):
     batch_megabytes: int = Field(default=64, ge=1, le=4096)
 
 
+class DriftSettings(_Strict):
+    """How drift is measured and judged; the defaults come from a seeded simulation."""
+
+    bins: int = Field(default=10, ge=2, le=100)
+    top_categories: int = Field(default=20, ge=1, le=1000)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    psi_threshold: float = Field(default=0.2, gt=0)
+    wasserstein_threshold: float = Field(default=0.1, gt=0)
+    js_threshold: float = Field(default=0.1, gt=0, le=1)
+    min_rows: int = Field(default=100, ge=1)
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    windows: list[Literal["day", "week", "month", "all"]] = Field(
+        default_factory=lambda: ["day", "all"]
+    )
+
+
 class CollectorSettings(_Strict):
     """`apimon serve`: where the Event collector listens and how it makes events durable."""
 
@@ -101,6 +117,7 @@ class ProjectSettings(_Strict):
 
     database: str = "apimon.duckdb"
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     sources: list[Source] = Field(default_factory=list)
     models: list[Model] = Field(default_factory=list)
@@ -192,6 +209,7 @@ def parse_project(root: Path, text: str) -> Project:
 _ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
     "": tuple(ProjectSettings.model_fields),
     "ingest": tuple(IngestSettings.model_fields),
+    "drift": tuple(DriftSettings.model_fields),
     "collector": tuple(CollectorSettings.model_fields),
     "sources": tuple(Source.model_fields),
     "models": tuple(Model.model_fields),

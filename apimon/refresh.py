@@ -1,4 +1,4 @@
-"""`apimon refresh`: the command a scheduler calls. Ingest, then bring the views up to date."""
+"""`apimon refresh`: the command a scheduler calls: ingest, views, then the stale evaluations."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apimon.config import Project
+from apimon.drift.run import EvaluationReport, run_evaluations
 from apimon.ingest import IngestReport, Progress, finish_run, ingest, start_run
 from apimon.views import BuildReport, build_views
 from apimon.warehouse import connect
@@ -20,6 +21,7 @@ class RefreshReport:
 
     ingest: IngestReport | None
     views: BuildReport
+    drift: EvaluationReport
 
     @property
     def warnings(self) -> list[str]:
@@ -29,6 +31,7 @@ class RefreshReport:
         return {
             "ingest": self.ingest.as_dict() if self.ingest else None,
             "views": self.views.as_dict(),
+            "drift": self.drift.as_dict(),
             "warnings": self.warnings,
         }
 
@@ -44,6 +47,8 @@ def refresh(
         try:
             run_id = start_run(con, project, "refresh")
             views = build_views(con, project, run_id)
+            shapes = [m.shape for m in views.models if m.shape is not None]
+            drift = run_evaluations(con, project, shapes, run_id, changed_only=True)
             finish_run(con, run_id)
             con.execute("commit")
         except BaseException:
@@ -51,4 +56,4 @@ def refresh(
             raise
     finally:
         con.close()
-    return RefreshReport(ingested, views)
+    return RefreshReport(ingested, views, drift)

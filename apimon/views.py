@@ -140,9 +140,10 @@ class ModelBuild:
     evaluated_rows: int = 0
     versions: list[tuple[str | None, int]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    shape: ModelShape | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
+        data = {k: v for k, v in self.__dict__.items() if k != "shape"}
         data["versions"] = [{"version": v, "queries": n} for v, n in self.versions]
         return data
 
@@ -451,6 +452,7 @@ def _build_model(
         f"{quote_literal(model.name + ': flat_definition, materialised day by day')}"
     )
     _describe_build(con, shape, build)
+    build.shape = shape
     return build
 
 

@@ -1,0 +1,1 @@
+"""Drift evaluation: reference profiles, histograms, statistics, verdicts, the store."""
