@@ -107,6 +107,8 @@ def run_demo(
     )
     summary.story.extend(_log_store_story(loaded.database_path))
     summary.story.extend(_views_story(loaded.database_path, refreshed.views))
+    summary.steps["drift"] = refreshed.drift.as_dict()
+    summary.story.extend(_drift_story(loaded.database_path))
     summary.story.append(f"warehouse: {loaded.database_path} (open it with duckdb or a BI tool)")
     return summary
 
@@ -167,4 +169,47 @@ def _views_story(database: Path, views: Any) -> list[str]:
                 lines.append(f"  warning: {warning}")
     finally:
         con.close()
+    return lines
+
+
+def _drift_story(database: Path) -> list[str]:
+    """Which days and columns drift, in runs of days with the same drifting columns."""
+    from apimon.warehouse import connect
+
+    con = connect(database, read_only=True)
+    try:
+        days = con.execute(
+            "select e.model, e.model_version, e.window_start, e.status, "
+            "coalesce(list(c.column_name order by c.role, c.column_name) "
+            "filter (where c.drifted), []) "
+            "from evaluations as e left join column_drift as c using (evaluation_id) "
+            "where e.window_kind = 'day' and e.baseline = 'reference' "
+            "group by all order by e.model, e.window_start"
+        ).fetchall()
+        whole = con.execute(
+            "select model, window_start, window_end, status, drifting_columns, features "
+            "from evaluations where window_kind = 'all' and baseline = 'reference' order by model"
+        ).fetchall()
+    finally:
+        con.close()
+    lines = []
+    runs: list[list[Any]] = []
+    for model, version, day, status, columns in days:
+        if runs and runs[-1][0] == model and runs[-1][3] == status and runs[-1][4] == columns:
+            runs[-1][2] = day
+        else:
+            runs.append([model, day, day, status, columns, version])
+    for model, first, last, status, columns, version in runs:
+        if first == runs[0][1] and model == runs[0][0]:
+            lines.append(
+                f"drift of {model} against its reference (version {version or 'any'}; "
+                f"evaluations start on {first}, its first day in the logs):"
+            )
+        span = f"{first}" if first == last else f"{first} to {last}"
+        lines.append(f"  {span}: {status}" + (f": {', '.join(columns)}" if columns else ""))
+    for _model, start, end, status, drifting, features in whole:
+        lines.append(
+            f"  whole range {start} to {end}: {status} ({drifting} drifting columns, "
+            f"{features} features); see `apimon status`"
+        )
     return lines

@@ -68,7 +68,7 @@ def monitored_columns(shape: ModelShape) -> list[Monitored]:
 
 @dataclass(frozen=True)
 class Window:
-    """A window of days to evaluate, and the same-length window just before it."""
+    """A window of days to evaluate, and the window just before it (for months, the month)."""
 
     window_id: int
     kind: str
@@ -99,8 +99,12 @@ def windows_of(days: Sequence[dt.date], kind: str) -> list[Window]:
             spans[(min(days), max(days))] = None
     windows = []
     for i, (start, end) in enumerate(spans):
-        length = end - start + dt.timedelta(days=1)
-        windows.append(Window(i + 1, kind, start, end, start - length, start - dt.timedelta(1)))
+        previous_end = start - dt.timedelta(days=1)
+        if kind == "month":
+            previous_start = previous_end.replace(day=1)  # the calendar month before
+        else:
+            previous_start = start - (end - start + dt.timedelta(days=1))
+        windows.append(Window(i + 1, kind, start, end, previous_start, previous_end))
     return windows
 
 
