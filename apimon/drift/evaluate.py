@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from apimon import __version__
 from apimon.config import DriftSettings, Model, Project
@@ -138,8 +139,7 @@ def fit_profile(
     for column in columns:
         assert column.reference is not None
         _fit_column(con, model, column, reference, settings)
-    counts = _count_bins(
-        con,
+    counting = _bin_counts_sql(
         relation=f"select * from {reference}",
         keys=[],
         columns=[(c.name, c.kind, quote_ident(c.reference or c.name)) for c in columns],
@@ -147,11 +147,12 @@ def fit_profile(
         categories=_profile_relation("profile_categories", model),
         profile_keys=[],
     )
-    for column_name, bin_, n in counts:
+    if counting:
         con.execute(
-            "update profile_bins set reference_count = ? "
-            "where model = ? and column_name = ? and bin = ?",
-            [n, model.name, column_name, bin_],
+            f"update profile_bins set reference_count = counted.n from ({counting}) as counted "
+            "where profile_bins.model = ? and profile_bins.column_name = counted.column_name "
+            "and profile_bins.bin = counted.bin",
+            [model.name],
         )
     con.execute("insert into profiles values (?, ?, ?)", [model.name, profile_hash, run_id])
     con.execute("delete from histograms_daily where model = ?", [model.name])
@@ -261,8 +262,7 @@ def _profile_relation(table: str, model: Model) -> str:
     return f"(select * from {table} where model = {quote_literal(model.name)})"
 
 
-def _count_bins(
-    con: duckdb.DuckDBPyConnection,
+def _bin_counts_sql(
     *,
     relation: str,
     keys: list[str],
@@ -270,10 +270,11 @@ def _count_bins(
     bins: str,
     categories: str,
     profile_keys: list[str],
-) -> list[tuple[Any, ...]]:
+) -> str:
+    """The statement counting a relation's values in fitted bins ('' without columns)."""
     if not columns:
-        return []
-    sql = render_checked(
+        return ""
+    return render_checked(
         "drift/bin_counts.sql",
         relation=relation,
         keys=keys,
@@ -285,7 +286,11 @@ def _count_bins(
         categories=categories,
         profile_keys=profile_keys,
     )
-    return con.execute(sql).fetchall()
+
+
+def _count_bins(con: duckdb.DuckDBPyConnection, **spec: Any) -> list[tuple[Any, ...]]:
+    sql = _bin_counts_sql(**spec)
+    return con.execute(sql).fetchall() if sql else []
 
 
 # --- per-day histograms ------------------------------------------------------------------
@@ -322,18 +327,6 @@ def update_histograms(
     columns = [
         (c.name, c.kind, quote_ident(c.name)) for c in monitored_columns(shape) if c.reference
     ]
-    counts = _count_bins(
-        con,
-        relation=(
-            f"select * from {quote_ident(model.name)}.flat "
-            "where day in (select day from histogram_build_days)"
-        ),
-        keys=["model_version", "day"],
-        columns=columns,
-        bins=_profile_relation("profile_bins", model),
-        categories=_profile_relation("profile_categories", model),
-        profile_keys=[],
-    )
     con.execute(
         "delete from histograms_daily where model = ? "
         "and day in (select day from histogram_build_days)",
@@ -344,10 +337,22 @@ def update_histograms(
         "and day in (select day from histogram_build_days)",
         [model.name],
     )
-    if counts:
-        con.executemany(
-            "insert into histograms_daily values (?, ?, ?, ?, ?, ?)",
-            [(model.name, *row) for row in counts],
+    counting = _bin_counts_sql(
+        relation=(
+            f"select * from {quote_ident(model.name)}.flat "
+            "where day in (select day from histogram_build_days)"
+        ),
+        keys=["model_version", "day"],
+        columns=columns,
+        bins=_profile_relation("profile_bins", model),
+        categories=_profile_relation("profile_categories", model),
+        profile_keys=[],
+    )
+    if counting:
+        con.execute(
+            "insert into histograms_daily "
+            f"select {quote_literal(model.name)}, model_version, day, column_name, bin, n "
+            f"from ({counting})"
         )
     con.executemany(
         "insert into histogram_days values (?, ?, ?)", [(model.name, d, run_id) for d in days]
@@ -628,7 +633,7 @@ def _finish(
         result.chi2_statistic, result.chi2_pvalue = stats.chi2(reference, current)
         unseen = sum(b[6] for b in result.bins if b[0] == UNSEEN_BIN)
         result.unseen_share = unseen / result.current_rows
-    elif cdf is not None:
+    elif cdf is not None and cdf[2] and cdf[3]:
         ks, wasserstein, n_ref, n_cur = cdf
         result.ks_statistic = float(ks)
         result.wasserstein = float(wasserstein)
@@ -854,30 +859,60 @@ def store(
         )  # fmt: skip
         if not evaluation.columns:
             continue
-        con.executemany(
-            "insert into column_drift values "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        # Both tables reach DuckDB by replacement scan of these local names.
+        drift_rows = pa.Table.from_pylist(  # noqa: F841
             [
-                [
-                    evaluation.evaluation_id, c.column.name, c.column.role, c.column.kind,
-                    c.baseline, c.reference_rows, c.current_rows, *map(_number, (
-                        c.psi, c.ks_statistic, c.ks_pvalue, c.wasserstein, c.wasserstein_norm,
-                        c.js_distance, c.chi2_statistic, c.chi2_pvalue, c.tv_distance,
-                        c.unseen_share, c.null_share_reference, c.null_share_current,
-                        c.pvalue_adjusted,
-                    )), c.drifted,
-                ]
+                {
+                    "evaluation_id": evaluation.evaluation_id,
+                    "column_name": c.column.name,
+                    "role": c.column.role,
+                    "kind": c.column.kind,
+                    "baseline": c.baseline,
+                    "reference_rows": c.reference_rows,
+                    "current_rows": c.current_rows,
+                    **{name: _number(getattr(c, name)) for name in _STATISTICS},
+                    "drifted": c.drifted,
+                }
                 for c in evaluation.columns
-            ],
-        )  # fmt: skip
-        con.executemany(
-            "insert into histograms values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ]
+        )
+        bin_rows = pa.Table.from_pylist(
             [
-                [evaluation.evaluation_id, c.column.name, *b]
+                {
+                    "evaluation_id": evaluation.evaluation_id,
+                    "column_name": c.column.name,
+                    "bin": b[0],
+                    "label": b[1],
+                    "lower": b[2],
+                    "upper": b[3],
+                    "category": b[4],
+                    "reference_count": b[5],
+                    "current_count": b[6],
+                }
                 for c in evaluation.columns
                 for b in c.bins
-            ],
+            ]
         )
+        con.execute("insert into column_drift select * from drift_rows")
+        if bin_rows.num_rows:
+            con.execute("insert into histograms select * from bin_rows")
+
+
+_STATISTICS = (
+    "psi",
+    "ks_statistic",
+    "ks_pvalue",
+    "wasserstein",
+    "wasserstein_norm",
+    "js_distance",
+    "chi2_statistic",
+    "chi2_pvalue",
+    "tv_distance",
+    "unseen_share",
+    "null_share_reference",
+    "null_share_current",
+    "pvalue_adjusted",
+)
 
 
 def _number(value: float) -> float | None:

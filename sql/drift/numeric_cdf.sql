@@ -2,51 +2,67 @@
   The exact two-sample KS statistic and Wasserstein distance, per window and column.
   Context: current and baseline (SQL of rows: window_id, column_name, v).
 -#}
--- Both empirical CDFs in one sorted pass over the distinct values of the two samples:
--- KS is the largest gap between them, Wasserstein the area between them. Finite values
--- only (missing, NaN and infinite values are counted by the bins instead).
-with current_counts as (
-    select window_id, column_name, v as value, count(*) as n
-    from ({{ current | indent(4) }}) as c
-    where isfinite(v)
-    group by window_id, column_name, v
-),
-
-baseline_counts as (
-    select window_id, column_name, v as value, count(*) as n
+-- Both empirical CDFs from one ordering of the pooled samples: at every value, the share of
+-- all rows at or below it (cume_dist) and the share of its own sample's rows give, by
+-- difference, the other sample's share. KS is the largest gap between the CDFs, Wasserstein
+-- the area between them. Finite values only (missing, NaN and infinite values are counted
+-- by the bins instead).
+with samples as (
+    select window_id, column_name, v as value, false as is_current
     from ({{ baseline | indent(4) }}) as b
     where isfinite(v)
-    group by window_id, column_name, v
+    union all
+    select window_id, column_name, v as value, true as is_current
+    from ({{ current | indent(4) }}) as c
+    where isfinite(v)
 ),
 
-merged as (
-    select window_id, column_name, value, sum(n_baseline) as n_baseline, sum(n_current) as n_current
-    from (
-        select window_id, column_name, value, n as n_baseline, 0 as n_current from baseline_counts
-        union all
-        select window_id, column_name, value, 0 as n_baseline, n as n_current from current_counts
-    ) as both_samples
-    group by window_id, column_name, value
+totals as (
+    select
+        window_id,
+        column_name,
+        count(*) filter (where not is_current) as total_baseline,
+        count(*) filter (where is_current) as total_current
+    from samples
+    group by window_id, column_name
 ),
 
-cdf as (
+ranked as (
     select
         window_id,
         column_name,
         value,
-        sum(n_baseline) over running / sum(n_baseline) over whole as f_baseline,
-        sum(n_current) over running / sum(n_current) over whole as f_current,
-        lead(value) over ordered - value as gap,
-        sum(n_baseline) over whole as total_baseline,
-        sum(n_current) over whole as total_current
-    from merged
-    window
-        whole as (partition by window_id, column_name),
-        ordered as (partition by window_id, column_name order by value),
-        running as (
-            partition by window_id, column_name order by value
-            rows between unbounded preceding and current row
-        )
+        is_current,
+        cume_dist() over (partition by window_id, column_name order by value) as share_all,
+        cume_dist() over (
+            partition by window_id, column_name, is_current order by value
+        ) as share_own,
+        lead(value) over (partition by window_id, column_name order by value) - value as gap
+    from samples
+),
+
+cdfs as (
+    select
+        ranked.window_id,
+        ranked.column_name,
+        ranked.gap,
+        totals.total_baseline,
+        totals.total_current,
+        case
+            when is_current then (
+                share_all * (total_baseline + total_current) - share_own * total_current
+            ) / nullif(total_baseline, 0)
+            else share_own
+        end as f_baseline,
+        case
+            when is_current then share_own
+            else (
+                share_all * (total_baseline + total_current) - share_own * total_baseline
+            ) / nullif(total_current, 0)
+        end as f_current
+    from ranked
+    join totals
+        on totals.window_id = ranked.window_id and totals.column_name = ranked.column_name
 )
 
 select
@@ -56,5 +72,5 @@ select
     sum(coalesce(abs(f_baseline - f_current) * gap, 0)) as wasserstein,
     max(total_baseline) as baseline_rows,
     max(total_current) as current_rows
-from cdf
+from cdfs
 group by window_id, column_name
