@@ -3,8 +3,8 @@
     python benchmarks/views.py [--rows 1000000 --rows 5000000]
 
 For each size, in a fresh child process: fill `queries` with N logged prediction queries
-(20 features, half numeric, half categorical, binary probabilities, 30 days) straight in
-SQL, then time
+(benchmarks/synthetic.py: 20 features, binary probabilities, 30 days) straight in SQL,
+then time
 - build: `apimon.views.build_views` (parse the JSON of every day into `<model>.flat`),
 - raw scan: every column of `queries` (`select max(columns(*))`),
 - flat scan: every column of the materialised `<model>.flat`,
@@ -27,49 +27,15 @@ CHILD = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    import duckdb
-    from apimon.config import parse_project
+    sys.path.insert(0, sys.argv[3])
+    from synthetic import fill, make_project
     from apimon.views import build_views
     from apimon.warehouse import connect
 
     root, rows = Path(sys.argv[1]), int(sys.argv[2])
-    numeric = [f"num_{i}" for i in range(10)]
-    categorical = [f"cat_{i}" for i in range(10)]
-    ref = duckdb.connect()
-    ref.execute(
-        "copy (select " + ", ".join(f"random() * 100 as {c}" for c in numeric) + ", "
-        + ", ".join(f"'v' || (i % 7)::varchar as {c}" for c in categorical)
-        + ", (i % 2) as label from range(10000) t(i)) to '" + str(root / "ref.parquet") + "'"
-    )
-    (root / "apimon.toml").write_text(
-        '[[models]]\\nname = "m"\\nservice = "s"\\nendpoint = "e"\\n'
-        'reference = "ref.parquet"\\ntarget = "label"\\nversion = "2"\\nkeys = ["request_id"]\\n'
-    )
-    project = parse_project(root, (root / "apimon.toml").read_text())
+    project = make_project(root)
+    fill(project, rows)
     con = connect(project.database_path)
-    features = "json_object(" + ", ".join(
-        f"'{c}', round(random() * 100, 3)" for c in numeric
-    ) + ", " + ", ".join(f"'{c}', 'v' || (i % 7)::varchar" for c in categorical) + ")"
-    con.execute(f'''
-        insert into queries (day, event_time, envelope, msg_type, service_id, endpoint_id,
-            model_version, ignored, failed, timing_prediction, features, result, user_context,
-            source, source_file, file_id, line_no, run_id)
-        select
-            cast(ts as date), ts, 'event-server', 'prediction-query', 's', 'e',
-            case when i % 2 = 0 then '2' else '1' end, false, false, 900 + i % 100,
-            {features},
-            json_object('prediction', case when i % 3 = 0 then 'yes' else 'no' end,
-                        'probas', json_object('yes', (i % 100) / 100, 'no', 1 - (i % 100) / 100)),
-            json_object('request_id', 'r' || i::varchar),
-            'bench', 'bench.log', 1, i, 1
-        from (select i, timestamp '2026-11-01' + to_seconds(i * (30 * 86400 // {rows})) as ts
-              from range({rows}) t(i))
-        order by ts
-    ''')
-    con.execute('''insert into partitions select day, count(*), 0, ['bench'], 1, min(event_time),
-                   max(event_time), 1 from queries group by day''')
-    con.execute("insert into runs values (1, 'bench', now()::timestamp, null, 'bench', 'x')")
-    con.execute("checkpoint")
 
     def timed(sql):
         start = time.perf_counter()
@@ -97,8 +63,9 @@ def run(rows: int) -> dict[str, float]:
     import json
 
     with tempfile.TemporaryDirectory(prefix="apimon-views-") as tmp:
+        here = os.path.dirname(os.path.abspath(__file__))
         proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, tmp, str(rows)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", CHILD, tmp, str(rows), here], stdout=subprocess.PIPE, text=True
         )
         assert proc.stdout is not None
         out = proc.stdout.read()
