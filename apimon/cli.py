@@ -392,6 +392,31 @@ def sql(project: Path | None, as_json: bool, name: str | None, dialect: str) -> 
 
 @main.command()
 @common_options
+@click.option("--host", help="Address to bind (default: [collector] host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port to bind (default: [collector] port; 0: a free one).")
+def serve(project: Path | None, as_json: bool, host: str | None, port: int | None) -> None:
+    """Run the Event collector: accept events over HTTP, append them durably, until Ctrl-C."""
+    from apimon.collector import serve as run_serve
+    from apimon.config import load_project
+
+    quiet = _quiet()
+
+    def ready(bound_host: str, bound_port: int) -> None:
+        if not quiet:
+            click.echo(f"listening on http://{bound_host}:{bound_port}/events", err=True)
+
+    stats = run_serve(load_project(project), host=host, port=port, ready=ready)
+    if as_json:
+        _print_json(stats.as_dict())
+        return
+    click.echo(
+        f"stopped: {stats.events_accepted:,} events accepted in {stats.requests_accepted:,} "
+        f"requests, {stats.fsyncs:,} fsyncs, {sum(stats.rejected.values()):,} requests rejected"
+    )
+
+
+@main.command()
+@common_options
 @click.option("--since", help="First day to list (YYYY-MM-DD).")
 @click.option("--until", help="Last day to list (YYYY-MM-DD).")
 def partitions(project: Path | None, as_json: bool, since: str | None, until: str | None) -> None:

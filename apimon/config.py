@@ -20,6 +20,9 @@ CONFIG_FILE = "apimon.toml"
 SOURCE_FORMATS = ("auto", "event-server", "log4j", "sagemaker")
 COLUMN_KINDS = ("numeric", "categorical", "ignore")
 
+WindowKind = Literal["day", "week", "month", "all"]
+DEFAULT_WINDOWS: tuple[WindowKind, ...] = ("day", "all")
+
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$", max_length=64)]
 
 
@@ -45,9 +48,7 @@ class DriftSettings(_Strict):
     js_threshold: float = Field(default=0.1, gt=0, le=1)
     min_rows: int = Field(default=100, ge=1)
     drift_share: float = Field(default=0.5, gt=0, le=1)
-    windows: list[Literal["day", "week", "month", "all"]] = Field(
-        default_factory=lambda: ["day", "all"]
-    )
+    windows: list[WindowKind] = Field(default_factory=lambda: list(DEFAULT_WINDOWS))
 
 
 class CollectorSettings(_Strict):

@@ -122,11 +122,30 @@ def test_demo_refuses_a_project_that_is_not_the_demo(tmp_path: Path) -> None:
     assert not (project / "data").exists()
 
 
-@pytest.mark.parametrize(
-    "command", ["ingest", "partitions", "prune", "reload", "quarantine", "demo"]
-)
+@pytest.mark.parametrize("command", sorted(main.commands))
 def test_every_command_has_help(command: str) -> None:
     result = CliRunner().invoke(main, [command, "--help"])
 
     assert result.exit_code == 0
     assert "--project" in result.stdout
+
+
+def test_the_readme_documents_every_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+
+    for command in main.commands:
+        assert f"`apimon {command}" in readme, f"README does not document `apimon {command}`"
+
+
+def test_help_is_fast_because_heavy_modules_load_in_commands() -> None:
+    code = (
+        "import sys, apimon.cli\n"
+        "heavy = [m for m in ('duckdb', 'pyarrow', 'scipy', 'sqlglot', 'aiohttp', 'numpy') "
+        "if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""

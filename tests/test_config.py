@@ -61,7 +61,10 @@ def test_defaults_apply_to_an_empty_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("databse = 'x'", "databse: unknown key (allowed: database, ingest, drift, collector, sources, models)"),
+        (
+            "databse = 'x'",
+            "databse: unknown key (allowed: database, ingest, drift, collector, sources, models)",
+        ),
         ("[[sources]]\nformat = 'auto'", "sources[0].path: required key is missing"),
         (
             "[[sources]]\npath = 'x'\nformat = 'csv'",

@@ -29,8 +29,12 @@ from apimon.sqlutil import render_checked
 EXACT = 1e-12
 
 
-def _project(tmp_path: Path, reference: dict[str, list[Any]], days: list[list[dict[str, Any]]],
-             extra: str = "") -> Any:  # fmt: skip
+def _project(
+    tmp_path: Path,
+    reference: dict[str, list[Any]],
+    days: list[list[dict[str, Any]]],
+    extra: str = "",
+) -> Any:
     pq.write_table(pa.table(reference), tmp_path / "reference.parquet")
     (tmp_path / "apimon.toml").write_text(
         "[ingest]\npartial_line_grace_seconds = 0\n[drift]\nmin_rows = 1\n"
@@ -42,26 +46,38 @@ def _project(tmp_path: Path, reference: dict[str, list[Any]], days: list[list[di
         at = DEFAULT_TIME + dt.timedelta(days=d)
         lines = [
             event_line(
-                i, at=at + dt.timedelta(seconds=i), serviceId="s", endpointId="e",
-                features=f, result={"prediction": 1.5},
+                i,
+                at=at + dt.timedelta(seconds=i),
+                serviceId="s",
+                endpointId="e",
+                features=f,
+                result={"prediction": 1.5},
             )
             for i, f in enumerate(features)
-        ]  # fmt: skip
+        ]
         write_lines(tmp_path / "logs/apinode-query/k" / at.strftime("%Y/%m/%d/%H") / "e.log", lines)
     project = load_project(tmp_path)
     refresh(project)
     return project
 
 
-def _drift(project: Any, column: str, window: str = "day", start: str = "2026-11-02") -> dict[str, Any]:
+def _drift(
+    project: Any, column: str, window: str = "day", start: str = "2026-11-02"
+) -> dict[str, Any]:
     cursor_rows = rows(
         project,
         "select c.* from column_drift c join evaluations e using (evaluation_id) "
         "where e.window_kind = ? and e.window_start = ? and c.column_name = ?",
         [window, start, column],
     )
-    names = [r[0] for r in rows(project, "select column_name from duckdb_columns() "
-                                "where table_name = 'column_drift' order by column_index")]  # fmt: skip
+    names = [
+        r[0]
+        for r in rows(
+            project,
+            "select column_name from duckdb_columns() "
+            "where table_name = 'column_drift' order by column_index",
+        )
+    ]
     assert len(cursor_rows) == 1
     return dict(zip(names, cursor_rows[0], strict=True))
 
@@ -127,9 +143,11 @@ def test_identical_distributions_have_zero_drift(tmp_path: Path) -> None:
     got = _drift(project, "x")
 
     assert (got["psi"], got["ks_statistic"], got["wasserstein"], got["js_distance"]) == (
-        pytest.approx(0.0, abs=1e-12), 0.0, pytest.approx(0.0, abs=1e-12),
+        pytest.approx(0.0, abs=1e-12),
+        0.0,
+        pytest.approx(0.0, abs=1e-12),
         pytest.approx(0.0, abs=1e-6),
-    )  # fmt: skip
+    )
     assert got["drifted"] is False
 
 
@@ -157,9 +175,7 @@ def test_infinite_and_missing_values_are_binned_and_left_out_of_the_cdfs(tmp_pat
 
 def test_an_all_null_column_drifts_on_its_missing_share(tmp_path: Path) -> None:
     ref = [float(i) for i in range(50)]
-    project = _project(
-        tmp_path, {"x": ref, "label": [0] * 50}, [[{"x": None} for _ in range(20)]]
-    )
+    project = _project(tmp_path, {"x": ref, "label": [0] * 50}, [[{"x": None} for _ in range(20)]])
 
     got = _drift(project, "x")
 
@@ -175,9 +191,10 @@ def test_categorical_statistics_with_unseen_categories(tmp_path: Path) -> None:
     ref = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
     cur = ["a"] * 20 + ["b"] * 20 + ["d"] * 10 + [None] * 5
     project = _project(
-        tmp_path, {"c": ref, "label": [0] * 100},
+        tmp_path,
+        {"c": ref, "label": [0] * 100},
         [[{"c": v} if v is not None else {} for v in cur]],
-    )  # fmt: skip
+    )
 
     got = _drift(project, "c")
 
@@ -196,9 +213,7 @@ def test_categorical_statistics_with_unseen_categories(tmp_path: Path) -> None:
 
 
 def test_a_single_category_gives_no_evidence_of_drift(tmp_path: Path) -> None:
-    project = _project(
-        tmp_path, {"c": ["only"] * 30, "label": [0] * 30}, [[{"c": "only"}] * 12]
-    )
+    project = _project(tmp_path, {"c": ["only"] * 30, "label": [0] * 30}, [[{"c": "only"}] * 12])
 
     got = _drift(project, "c")
 
@@ -222,26 +237,33 @@ def test_windows_sum_their_days_and_small_windows_are_not_judged(tmp_path: Path)
     ref = rng.normal(size=500)
     day1, day2 = rng.normal(size=300), rng.normal(size=200)
     project = _project(
-        tmp_path, {"x": ref.tolist(), "label": [0] * 500},
+        tmp_path,
+        {"x": ref.tolist(), "label": [0] * 500},
         [[{"x": v} for v in day1], [{"x": v} for v in day2]],
         extra="",
-    )  # fmt: skip
+    )
     config = tmp_path / "apimon.toml"
     config.write_text(config.read_text().replace("min_rows = 1", "min_rows = 250"))
     refresh(load_project(tmp_path))
 
     whole = _drift(project, "x", "all")
-    statuses = rows(project, "select window_kind, window_start, status from evaluations "
-                             "order by window_kind, window_start")  # fmt: skip
+    statuses = rows(
+        project,
+        "select window_kind, window_start, status from evaluations "
+        "order by window_kind, window_start",
+    )
 
     both = np.concatenate([day1, day2])
     assert whole["ks_statistic"] == pytest.approx(
         float(sps.ks_2samp(ref, both).statistic), abs=EXACT
     )
-    daily = rows(project, "select sum(h.current_count) from histograms h join evaluations e "
-                          "using (evaluation_id) where e.window_kind = 'day' and h.column_name = 'x' "
-                          "group by e.window_start "
-                          "order by e.window_start")  # fmt: skip
+    daily = rows(
+        project,
+        "select sum(h.current_count) from histograms h join evaluations e "
+        "using (evaluation_id) where e.window_kind = 'day' and h.column_name = 'x' "
+        "group by e.window_start "
+        "order by e.window_start",
+    )
     assert daily == [(300,), (200,)]
     assert statuses == [
         ("all", dt.date(2026, 11, 2), "no drift"),
@@ -254,14 +276,15 @@ def test_previous_window_baseline_compares_consecutive_days(tmp_path: Path) -> N
     rng = np.random.default_rng(4)
     day1, day2 = np.round(rng.normal(size=300), 3), np.round(rng.normal(1.0, 1, size=300), 3)
     project = _project(
-        tmp_path, {"x": [0.0, 1.0], "label": [0, 0]},
+        tmp_path,
+        {"x": [0.0, 1.0], "label": [0, 0]},
         [[{"x": v} for v in day1], [{"x": v} for v in day2]],
-    )  # fmt: skip
+    )
 
     result = CliRunner().invoke(
-        main, ["evaluate", "-p", str(tmp_path), "--baseline", "previous", "--window", "day",
-               "--json"],
-    )  # fmt: skip
+        main,
+        ["evaluate", "-p", str(tmp_path), "--baseline", "previous", "--window", "day", "--json"],
+    )
 
     assert result.exit_code == 0, result.output
     got = rows(
@@ -278,36 +301,57 @@ def test_previous_window_baseline_compares_consecutive_days(tmp_path: Path) -> N
 def test_refresh_evaluates_only_windows_whose_days_changed(tmp_path: Path) -> None:
     rng = np.random.default_rng(9)
     project = _project(
-        tmp_path, {"x": rng.normal(size=200).tolist(), "label": [0] * 200},
+        tmp_path,
+        {"x": rng.normal(size=200).tolist(), "label": [0] * 200},
         [[{"x": v} for v in rng.normal(size=50)], [{"x": v} for v in rng.normal(size=50)]],
-    )  # fmt: skip
-    before = rows(project, "select window_kind, window_start, evaluation_id from evaluations "
-                           "order by 1, 2")  # fmt: skip
+    )
+    before = rows(
+        project, "select window_kind, window_start, evaluation_id from evaluations order by 1, 2"
+    )
 
     nothing = refresh(project)
     at = DEFAULT_TIME + dt.timedelta(days=1, hours=5)
-    write_lines(tmp_path / "logs/apinode-query/k" / at.strftime("%Y/%m/%d/%H") / "late.log",
-                [event_line(99, at=at, serviceId="s", endpointId="e", features={"x": 0.5},
-                            result={"prediction": 1.0})])  # fmt: skip
+    write_lines(
+        tmp_path / "logs/apinode-query/k" / at.strftime("%Y/%m/%d/%H") / "late.log",
+        [
+            event_line(
+                99,
+                at=at,
+                serviceId="s",
+                endpointId="e",
+                features={"x": 0.5},
+                result={"prediction": 1.0},
+            )
+        ],
+    )
     late = refresh(project)
-    after = rows(project, "select window_kind, window_start, evaluation_id from evaluations "
-                          "order by 1, 2")  # fmt: skip
+    after = rows(
+        project, "select window_kind, window_start, evaluation_id from evaluations order by 1, 2"
+    )
 
     assert nothing.drift.evaluations == []
     assert sorted((e.window.kind, e.window.start) for e in late.drift.evaluations) == [
-        ("all", dt.date(2026, 11, 2)), ("day", dt.date(2026, 11, 3)),
-    ]  # fmt: skip
+        ("all", dt.date(2026, 11, 2)),
+        ("day", dt.date(2026, 11, 3)),
+    ]
     assert before[1] == after[1]  # the first day's evaluation is untouched
-    assert one(project, "select current_rows from evaluations where window_start = '2026-11-03' "
-                        "and window_kind = 'day'") == 51  # fmt: skip
+    assert (
+        one(
+            project,
+            "select current_rows from evaluations where window_start = '2026-11-03' "
+            "and window_kind = 'day'",
+        )
+        == 51
+    )
 
 
 def test_status_exits_1_on_drift_with_fail_on_drift(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     _project(
-        tmp_path, {"x": rng.normal(size=500).tolist(), "label": [0] * 500},
+        tmp_path,
+        {"x": rng.normal(size=500).tolist(), "label": [0] * 500},
         [[{"x": v} for v in rng.normal(3.0, size=300)]],
-    )  # fmt: skip
+    )
 
     shown = CliRunner().invoke(main, ["status", "-p", str(tmp_path), "--json"])
     failed = CliRunner().invoke(main, ["status", "-p", str(tmp_path), "--fail-on-drift"])
@@ -324,8 +368,10 @@ def test_week_and_month_windows_cover_calendar_periods() -> None:
     weeks = [(w.start, w.end) for w in windows_of(days, "week")]
     months = [(w.start, w.end, w.previous_start) for w in windows_of(days, "month")]
 
-    assert weeks == [(dt.date(2026, 11, 23), dt.date(2026, 11, 29)),
-                     (dt.date(2026, 11, 30), dt.date(2026, 12, 6))]  # fmt: skip
+    assert weeks == [
+        (dt.date(2026, 11, 23), dt.date(2026, 11, 29)),
+        (dt.date(2026, 11, 30), dt.date(2026, 12, 6)),
+    ]
     assert months[1] == (dt.date(2026, 12, 1), dt.date(2026, 12, 31), dt.date(2026, 11, 1))
 
 

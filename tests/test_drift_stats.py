@@ -108,9 +108,7 @@ def _verdict(reference: np.ndarray, current: np.ndarray) -> bool:
 
 def test_default_verdict_rarely_flags_no_drift_on_large_samples() -> None:
     rng = np.random.default_rng(20261203)
-    flagged = [
-        _verdict(rng.normal(size=20_000), rng.normal(size=100_000)) for _ in range(60)
-    ]
+    flagged = [_verdict(rng.normal(size=20_000), rng.normal(size=100_000)) for _ in range(60)]
 
     assert sum(flagged) / len(flagged) <= 0.05
 

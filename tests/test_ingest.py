@@ -44,14 +44,34 @@ def test_event_server_line_becomes_one_typed_row(tmp_path: Path, make_project) -
     )
     assert got == [
         (
-            dt.date(2026, 11, 2), dt.datetime(2026, 11, 2, 10, 11, 12, 345000),
-            dt.datetime(2026, 11, 2, 10, 11, 12, 345000), "10.0.0.7", "event-server",
-            "prediction-query", "prediction", "fraud_detection", "predict_fraud", "v3",
-            "fraud-on-prod", 1, 0, "FRAUD", "aBcD1234", "1700000000000",
-            "S-FRAUD-aBcD1234-1700000000000", False, False, "10.0.0.5", 900.0, "107.0",
-            "FRAUDULENT", "req-7", 1, None,
+            dt.date(2026, 11, 2),
+            dt.datetime(2026, 11, 2, 10, 11, 12, 345000),
+            dt.datetime(2026, 11, 2, 10, 11, 12, 345000),
+            "10.0.0.7",
+            "event-server",
+            "prediction-query",
+            "prediction",
+            "fraud_detection",
+            "predict_fraud",
+            "v3",
+            "fraud-on-prod",
+            1,
+            0,
+            "FRAUD",
+            "aBcD1234",
+            "1700000000000",
+            "S-FRAUD-aBcD1234-1700000000000",
+            False,
+            False,
+            "10.0.0.5",
+            900.0,
+            "107.0",
+            "FRAUDULENT",
+            "req-7",
+            1,
+            None,
         )
-    ]  # fmt: skip
+    ]
 
 
 def test_event_time_with_an_offset_is_stored_in_utc(tmp_path: Path, make_project) -> None:
@@ -102,14 +122,16 @@ def test_sagemaker_capture_is_decoded(tmp_path: Path, make_project, encoding: st
         "user_context->>'$.inferenceId', event_time from queries order by line_no",
     )
     expected_features = (
-        '[100.0,"CB"]'
-        if encoding == "CSV"
-        else '{"transaction_amount":100.0,"payment_type":"CB"}'
+        '[100.0,"CB"]' if encoding == "CSV" else '{"transaction_amount":100.0,"payment_type":"CB"}'
     )
     assert got[0] == (
-        "fraud-endpoint", "AllTraffic", expected_features, "1", "inference-0",
+        "fraud-endpoint",
+        "AllTraffic",
+        expected_features,
+        "1",
+        "inference-0",
         dt.datetime(2026, 11, 2, 10, 11, 12),
-    )  # fmt: skip
+    )
 
 
 def test_gzip_files_are_read_like_plain_ones(tmp_path: Path, make_project) -> None:
@@ -225,9 +247,10 @@ def test_partial_last_line_waits_while_the_file_is_fresh(tmp_path: Path, make_pr
 
 def test_partial_last_line_of_an_old_file_is_quarantined(tmp_path: Path, make_project) -> None:
     log = write_lines(
-        tmp_path / "logs" / "queries.log", [log4j_line(0), log4j_line(1)[:50]],
+        tmp_path / "logs" / "queries.log",
+        [log4j_line(0), log4j_line(1)[:50]],
         newline_at_end=False,
-    )  # fmt: skip
+    )
     age(log)
     project = make_project(grace=300)
 

@@ -64,8 +64,9 @@ def test_version_matching_and_the_evaluated_set(golden) -> None:
     assert (binary.flat_rows, binary.evaluated_rows) == (5, 4)
     assert sorted(binary.versions) == [("0.9", 1), ("1.0-rc-2", 4)]
     assert one(project, 'select count(*) from "binary".evaluated') == 4
-    assert rows(project, 'select model_version, sum(queries) from "binary".versions group by 1 '
-                "order by 1") == [("0.9", 1), ("1.0-rc-2", 4)]  # fmt: skip
+    assert rows(
+        project, 'select model_version, sum(queries) from "binary".versions group by 1 order by 1'
+    ) == [("0.9", 1), ("1.0-rc-2", 4)]
 
 
 def test_wrong_types_and_missing_values_are_counted_per_day(golden) -> None:
@@ -73,7 +74,8 @@ def test_wrong_types_and_missing_values_are_counted_per_day(golden) -> None:
 
     got = rows(
         project,
-        'select column_name, logged_as, kind, queries, missing, wrong_type from "binary".data_quality '
+        "select column_name, logged_as, kind, queries, missing, wrong_type "
+        'from "binary".data_quality '
         "order by column_name",
     )
 
@@ -112,10 +114,14 @@ def test_health_views_count_and_match_numpy_percentiles(golden) -> None:
 
     assert got == [
         (
-            7, 1, 1, pytest.approx(float(np.percentile(times, 50))),
-            pytest.approx(float(np.percentile(times, 95))), 0,
+            7,
+            1,
+            1,
+            pytest.approx(float(np.percentile(times, 50))),
+            pytest.approx(float(np.percentile(times, 95))),
+            0,
         )
-    ]  # fmt: skip
+    ]
     assert one(project, "select sum(requests) from health_hourly") == 13
 
 
@@ -142,14 +148,17 @@ def test_every_view_works_read_only_from_another_process(golden) -> None:
         'names = con.execute("select schema_name, view_name from duckdb_views() '
         'where not internal").fetchall()\n'
         "for schema, view in names:\n"
-        "    q = '\"' + schema.replace('\"', '\"\"') + '\".\"' + view.replace('\"', '\"\"') + '\"'\n"
+        "    quote = lambda name: '\"' + name.replace('\"', '\"\"') + '\"'\n"
+        "    q = quote(schema) + '.' + quote(view)\n"
         "    print(schema + '.' + view, con.execute('select count(*) from ' + q).fetchone()[0])\n"
     )
 
     result = subprocess.run(
         [sys.executable, "-c", script, str(project.database_path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert result.returncode == 0, result.stderr
     counted = dict(line.split() for line in result.stdout.splitlines())
@@ -191,8 +200,9 @@ def test_sql_command_prints_and_lists_views(golden) -> None:
     runner = CliRunner()
 
     listed = runner.invoke(main, ["sql", "-p", str(project.root)])
-    printed = runner.invoke(main, ["sql", "multi.flat_definition", "-p", str(project.root),
-                                   "--dialect", "trino"])  # fmt: skip
+    printed = runner.invoke(
+        main, ["sql", "multi.flat_definition", "-p", str(project.root), "--dialect", "trino"]
+    )
     unknown = runner.invoke(main, ["sql", "nope", "-p", str(project.root)])
 
     assert "binary.flat_definition" in listed.stdout.splitlines()
@@ -252,9 +262,14 @@ def test_a_config_change_rebuilds_every_day(tmp_path: Path) -> None:
 
     binary = next(m for m in report.views.models if m.model == "binary")
     assert (binary.rebuilt_all, binary.days_built) == (True, 1)
-    assert "request_id" not in [c[0] for c in rows(
-        load_project(root), "select column_name from duckdb_columns() where schema_name = 'binary' "
-        "and table_name = 'flat'")]  # fmt: skip
+    assert "request_id" not in [
+        c[0]
+        for c in rows(
+            load_project(root),
+            "select column_name from duckdb_columns() where schema_name = 'binary' "
+            "and table_name = 'flat'",
+        )
+    ]
 
 
 HOSTILE = 'a"; drop table queries; --'
