@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import click
 
-from apimon.errors import ApimonError
+from apimon.errors import ApimonError, WarehouseBusy
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_OK, EXIT_PROBLEM, EXIT_ERROR = 0, 1, 2
@@ -33,6 +33,9 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except WarehouseBusy as exc:
+            click.echo(f"busy: {exc}", err=True)
+            ctx.exit(EXIT_PROBLEM)
         except ApimonError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_ERROR)
@@ -160,14 +163,21 @@ def _day(value: str | None) -> dt.date | None:
 @main.command()
 @common_options
 @click.option("--source", "sources", multiple=True, help="Only this source (repeatable).")
-def ingest(project: Path | None, as_json: bool, sources: tuple[str, ...]) -> None:
+@click.option(
+    "--wait",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another apimon command that is writing the warehouse.",
+)
+def ingest(project: Path | None, as_json: bool, sources: tuple[str, ...], wait: float) -> None:
     """Load new log lines of every source into the warehouse."""
     from apimon.config import load_project
     from apimon.ingest import ingest as run_ingest
 
     loaded = load_project(project)
     with _progress("ingest", _bytes_to_read(loaded, sources)) as bar:
-        report = run_ingest(loaded, sources=sources or None, progress=bar)
+        report = run_ingest(loaded, sources=sources or None, progress=bar, wait_seconds=wait)
     if as_json:
         _print_json(report.as_dict())
         return
@@ -203,14 +213,21 @@ def _bytes_to_read(project: Any, sources: Sequence[str]) -> int:
 @main.command()
 @common_options
 @click.option("--skip-ingest", is_flag=True, help="Only rebuild the views from what is loaded.")
-def refresh(project: Path | None, as_json: bool, skip_ingest: bool) -> None:
+@click.option(
+    "--wait",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another apimon command that is writing the warehouse.",
+)
+def refresh(project: Path | None, as_json: bool, skip_ingest: bool, wait: float) -> None:
     """Ingest new lines, then bring the views and every model's flat table up to date."""
     from apimon.config import load_project
     from apimon.refresh import refresh as run_refresh
 
     loaded = load_project(project)
     with _progress("ingest", 0 if skip_ingest else _bytes_to_read(loaded, ())) as bar:
-        report = run_refresh(loaded, skip_ingest=skip_ingest, progress=bar)
+        report = run_refresh(loaded, skip_ingest=skip_ingest, progress=bar, wait_seconds=wait)
     if as_json:
         _print_json(report.as_dict())
     else:
@@ -253,6 +270,13 @@ def refresh(project: Path | None, as_json: bool, skip_ingest: bool) -> None:
     type=click.Choice(["reference", "previous"]),
     help="Compare with the training data, or with the window just before.",
 )
+@click.option(
+    "--wait",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another apimon command that is writing the warehouse.",
+)
 def evaluate(
     project: Path | None,
     as_json: bool,
@@ -261,19 +285,19 @@ def evaluate(
     until: str | None,
     windows: tuple[str, ...],
     baseline: str,
+    wait: float,
 ) -> None:
     """Evaluate drift over windows of days and store the results."""
     from apimon.config import load_project
     from apimon.drift.run import run_evaluations
     from apimon.ingest import finish_run, start_run
     from apimon.views import build_views
-    from apimon.warehouse import connect
+    from apimon.warehouse import writing
 
     loaded = load_project(project)
     if model_name:
         loaded.model(model_name)
-    con = connect(loaded.database_path)
-    try:
+    with writing(loaded.database_path, "evaluate", wait_seconds=wait) as con:
         con.execute("begin transaction")
         try:
             run_id = start_run(con, loaded, "evaluate")
@@ -291,8 +315,6 @@ def evaluate(
         except BaseException:
             con.execute("rollback")
             raise
-    finally:
-        con.close()
     if as_json:
         _print_json(report.as_dict())
         return

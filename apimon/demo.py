@@ -10,6 +10,7 @@ from typing import Any
 
 from apimon.config import CONFIG_FILE, load_project
 from apimon.errors import ApimonError
+from apimon.warehouse import WarehouseFiles
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,11 @@ def run_demo(
 
     log.info("generating %d queries in %s", rows, root / "data")
     story = generate_demo_data(root, rows, seed=seed)
-    for stale in (
-        loaded.database_path,
-        loaded.database_path.with_name(loaded.database_path.name + ".wal"),
-    ):
+    # The demo starts from an empty warehouse: its data were just generated anew.
+    database = loaded.database_path
+    for stale in (database, database.with_name(database.name + ".wal")):
         stale.unlink(missing_ok=True)
+    shutil.rmtree(WarehouseFiles(database).folder, ignore_errors=True)
 
     summary = DemoSummary(project=str(root))
     summary.facts = {

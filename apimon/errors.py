@@ -7,3 +7,7 @@ class ApimonError(Exception):
 
 class ConfigError(ApimonError):
     """The project's apimon.toml is missing, unreadable or invalid."""
+
+
+class WarehouseBusy(ApimonError):
+    """Another apimon command holds the warehouse's write lock; the message names it."""

@@ -36,7 +36,7 @@ from apimon.logfiles import (
     whole_fingerprint,
 )
 from apimon.sqlutil import render_checked
-from apimon.warehouse import connect
+from apimon.warehouse import writing
 
 log = logging.getLogger(__name__)
 
@@ -327,16 +327,14 @@ def ingest(
     sources: Sequence[str] | None = None,
     progress: Progress | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    wait_seconds: float = 0.0,
 ) -> IngestReport:
     """Load every new line of the project's sources; return what was read, loaded and kept aside."""
     chosen = _choose_sources(project, sources)
-    own = con is None
-    con = con or connect(project.database_path)
-    try:
+    if con is not None:
         return _run(project, chosen, con, progress)
-    finally:
-        if own:
-            con.close()
+    with writing(project.database_path, "ingest", wait_seconds=wait_seconds) as own:
+        return _run(project, chosen, own, progress)
 
 
 def _choose_sources(project: Project, names: Sequence[str] | None) -> list[Source]:

@@ -10,7 +10,7 @@ from apimon.config import Project
 from apimon.drift.run import EvaluationReport, run_evaluations
 from apimon.ingest import IngestReport, Progress, finish_run, ingest, start_run
 from apimon.views import BuildReport, build_views
-from apimon.warehouse import connect
+from apimon.warehouse import writing
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,14 @@ class RefreshReport:
 
 
 def refresh(
-    project: Project, *, skip_ingest: bool = False, progress: Progress | None = None
+    project: Project,
+    *,
+    skip_ingest: bool = False,
+    progress: Progress | None = None,
+    wait_seconds: float = 0.0,
 ) -> RefreshReport:
-    """Ingest new log lines, then rebuild what they changed; each step is one transaction."""
-    con = connect(project.database_path)
-    try:
+    """Ingest new log lines, rebuild what they changed, publish; each step is a transaction."""
+    with writing(project.database_path, "refresh", wait_seconds=wait_seconds) as con:
         ingested = None if skip_ingest else ingest(project, progress=progress, con=con)
         con.execute("begin transaction")
         try:
@@ -54,6 +57,4 @@ def refresh(
         except BaseException:
             con.execute("rollback")
             raise
-    finally:
-        con.close()
     return RefreshReport(ingested, views, drift)

@@ -24,7 +24,7 @@ from apimon.ingest import (
     start_run,
 )
 from apimon.logfiles import discover, fingerprint, whole_fingerprint
-from apimon.warehouse import connect
+from apimon.warehouse import writing
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,7 @@ def prune(
         current = today or dt.datetime.now(dt.UTC).date()
         cutoff = current - dt.timedelta(days=keep_days - 1)
 
-    con = connect(project.database_path)
-    try:
+    with writing(project.database_path, "prune") as con:
         con.execute("begin transaction")
         try:
             run_id = start_run(con, project, "prune")
@@ -127,9 +126,6 @@ def prune(
         except BaseException:
             con.execute("rollback")
             raise
-        con.execute("checkpoint")
-    finally:
-        con.close()
     log.info("pruned %d days before %s", row[0], cutoff)
     return PruneReport(cutoff, int(row[0]), int(row[1]), int(row[2]))
 
@@ -165,8 +161,7 @@ def reload_days(
     """
     if not days:
         raise ApimonError("name at least one day to reload (YYYY-MM-DD)")
-    con = connect(project.database_path)
-    try:
+    with writing(project.database_path, "reload") as con:
         con.execute("begin transaction")
         try:
             report = _reload(project, con, sorted(set(days)), progress)
@@ -174,8 +169,6 @@ def reload_days(
         except BaseException:
             con.execute("rollback")
             raise
-    finally:
-        con.close()
     return report
 
 
