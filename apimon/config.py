@@ -10,7 +10,7 @@ import hashlib
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -49,6 +49,41 @@ class DriftSettings(_Strict):
     min_rows: int = Field(default=100, ge=1)
     drift_share: float = Field(default=0.5, gt=0, le=1)
     windows: list[WindowKind] = Field(default_factory=lambda: list(DEFAULT_WINDOWS))
+
+
+CheckMetric = Literal[
+    "drift_model_accuracy", "drift_share", "column_psi", "p95_latency_ms", "failure_rate",
+    "volume_drop", "label_coverage", "estimated_accuracy_drop", "realised_accuracy_drop",
+    "quarantined_lines",
+]  # fmt: skip
+CHECK_METRICS: tuple[str, ...] = get_args(CheckMetric)
+
+
+class CheckSettings(_Strict):
+    """A check: a metric, where it applies, and the thresholds that make it warn or fail."""
+
+    metric: CheckMetric
+    name: Name | None = None
+    model: str | None = None
+    column: str | None = None
+    warning: float | None = None
+    error: float | None = None
+    below: bool = False
+
+
+class LabelSource(_Strict):
+    """Files of ground truth: a key that identifies a query, and its label."""
+
+    path: str
+    model: str
+    format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
+    key: str = "request_id"
+    label: str = "label"
+    name: Name | None = None
+
+    @property
+    def label_name(self) -> str:
+        return self.name or f"labels:{self.path}"
 
 
 class CollectorSettings(_Strict):
@@ -122,6 +157,8 @@ class ProjectSettings(_Strict):
     collector: CollectorSettings = Field(default_factory=CollectorSettings)
     sources: list[Source] = Field(default_factory=list)
     models: list[Model] = Field(default_factory=list)
+    labels: list[LabelSource] = Field(default_factory=list)
+    checks: list[CheckSettings] | None = None
 
     @field_validator("sources")
     @classmethod
@@ -212,6 +249,8 @@ _ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
     "ingest": tuple(IngestSettings.model_fields),
     "drift": tuple(DriftSettings.model_fields),
     "collector": tuple(CollectorSettings.model_fields),
+    "labels": tuple(LabelSource.model_fields),
+    "checks": tuple(CheckSettings.model_fields),
     "sources": tuple(Source.model_fields),
     "models": tuple(Model.model_fields),
 }

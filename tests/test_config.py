@@ -63,7 +63,8 @@ def test_defaults_apply_to_an_empty_config(tmp_path: Path) -> None:
     [
         (
             "databse = 'x'",
-            "databse: unknown key (allowed: database, ingest, drift, collector, sources, models)",
+            "databse: unknown key (allowed: database, ingest, drift, collector, sources, "
+            "models, labels, checks)",
         ),
         ("[[sources]]\nformat = 'auto'", "sources[0].path: required key is missing"),
         (
