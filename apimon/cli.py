@@ -377,6 +377,47 @@ def status(
         sys.exit(EXIT_PROBLEM)
 
 
+@main.command("export-queries")
+@common_options
+@click.option("--model", "model_name", help="The model (default: the only one).")
+@click.option("--since", help="First day (YYYY-MM-DD).")
+@click.option("--until", help="Last day (YYYY-MM-DD).")
+@click.option(
+    "--format", "file_format", default="parquet", show_default=True,
+    type=click.Choice(["parquet", "csv"]), help="File format.",
+)  # fmt: skip
+@click.option("--unlabelled-only", is_flag=True, help="Only queries without a label yet.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="File.")
+def export_queries_command(
+    project: Path | None,
+    as_json: bool,
+    model_name: str | None,
+    since: str | None,
+    until: str | None,
+    file_format: str,
+    unlabelled_only: bool,
+    output: Path,
+) -> None:
+    """Write logged features, prediction and keys, one row per key, for relabelling."""
+    from apimon.config import load_project
+    from apimon.export import export_queries
+
+    loaded = load_project(project)
+    if model_name is None:
+        if len(loaded.settings.models) != 1:
+            names = ", ".join(m.name for m in loaded.settings.models) or "none"
+            raise ApimonError(f"name the model with --model (configured: {names})")
+        model_name = loaded.settings.models[0].name
+    count = export_queries(
+        loaded, model_name, output, since=_day(since), until=_day(until),
+        file_format=file_format, unlabelled_only=unlabelled_only,
+    )  # fmt: skip
+    if as_json:
+        _print_json({"model": model_name, "rows": count, "output": str(output)})
+    else:
+        click.echo(f"wrote {count:,} queries of {model_name} to {output}")
+
+
 @main.command()
 @click.argument("name", required=False)
 @click.option(

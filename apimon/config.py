@@ -49,6 +49,9 @@ class DriftSettings(_Strict):
     min_rows: int = Field(default=100, ge=1)
     drift_share: float = Field(default=0.5, gt=0, le=1)
     windows: list[WindowKind] = Field(default_factory=lambda: list(DEFAULT_WINDOWS))
+    drift_model: bool = True
+    drift_model_rows: int = Field(default=5000, ge=50)
+    seed: int = 0
 
 
 CheckMetric = Literal[
@@ -127,6 +130,7 @@ class Model(_Strict):
     prediction: str | None = None
     probabilities: dict[str, str] = Field(default_factory=dict)
     classes: list[str] | None = None
+    positive_class: str | None = None
 
     @field_validator("reference")
     @classmethod

@@ -106,10 +106,18 @@ def run_demo(
         f"quarantined {report.quarantined:,} "
         f"({', '.join(f'{n} {r}' for s in report.sources for r, n in s.reasons.items())})"
     )
+    labelled = _write_labels(loaded.database_path, root / "data" / "labels", seed)
+    summary.story.append(
+        f"labels: {labelled:,} queries labelled a week late (none for the last 7 days); "
+        "refreshing again loads them"
+    )
+    relabelled = refresh(loaded)
+    summary.steps["labels"] = relabelled.labels.as_dict()
     summary.story.extend(_log_store_story(loaded.database_path))
     summary.story.extend(_views_story(loaded.database_path, refreshed.views))
     summary.steps["drift"] = refreshed.drift.as_dict()
     summary.story.extend(_drift_story(loaded.database_path))
+    summary.story.extend(_performance_story(loaded.database_path))
     summary.story.append(f"warehouse: {loaded.database_path} (open it with duckdb or a BI tool)")
     return summary
 
@@ -213,4 +221,63 @@ def _drift_story(database: Path) -> list[str]:
             f"  whole range {start} to {end}: {status} ({drifting} drifting columns, "
             f"{features} features); see `apimon status`"
         )
+    return lines
+
+
+def _write_labels(database: Path, folder: Path, seed: int) -> int:
+    """Ground truth for 80 % of the queries older than a week, one CSV file a day."""
+    import numpy as np
+
+    from apimon.warehouse import connect
+
+    con = connect(database, read_only=True)
+    try:
+        rows = con.execute(
+            "select day, request_id, proba_FRAUDULENT from fraud.flat "
+            "where day <= (select max(day) from fraud.flat) - 7 order by day, request_id"
+        ).fetchall()
+    finally:
+        con.close()
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    by_day: dict[Any, list[str]] = {}
+    for day, request_id, probability in rows:
+        if request_id is None or probability is None or rng.random() >= 0.8:
+            continue
+        label = "FRAUDULENT" if rng.random() < probability else "NOT_FRAUDULENT"
+        by_day.setdefault(day, []).append(f"{request_id},{label}")
+    for day, lines in by_day.items():
+        (folder / f"labels-{day}.csv").write_text("request_id,label\n" + "\n".join(lines) + "\n")
+    return sum(len(lines) for lines in by_day.values())
+
+
+def _performance_story(database: Path) -> list[str]:
+    from apimon.warehouse import connect
+
+    con = connect(database, read_only=True)
+    try:
+        rows = con.execute(
+            "select e.window_kind, e.window_start, e.window_end, p.source, p.\"value\", "
+            "p.band_low, p.band_high, p.coverage from performance as p "
+            "join evaluations as e using (evaluation_id) "
+            "where p.metric = 'accuracy' and e.window_kind = 'all' order by p.source"
+        ).fetchall()
+        drift_model = con.execute(
+            "select d.accuracy, d.accuracy_low, d.accuracy_high, d.drift_detected "
+            "from drift_models as d join evaluations as e using (evaluation_id) "
+            "where e.window_kind = 'all'"
+        ).fetchone()
+    finally:
+        con.close()
+    lines = []
+    if drift_model:
+        accuracy, low, high, detected = drift_model
+        lines.append(
+            f"drift model over the whole range: accuracy {accuracy:.3f} "
+            f"[{low:.3f}, {high:.3f}], drift {'detected' if detected else 'inconclusive'}"
+        )
+    for _kind, start, end, source, value, low, high, coverage in rows:
+        band = f" (band {low:.3f} to {high:.3f})" if low is not None else ""
+        cover = f", {coverage:.0%} of queries labelled" if coverage is not None else ""
+        lines.append(f"{source} accuracy {start} to {end}: {value:.3f}{band}{cover}")
     return lines

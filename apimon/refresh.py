@@ -9,6 +9,7 @@ from typing import Any
 from apimon.config import Project
 from apimon.drift.run import EvaluationReport, run_evaluations
 from apimon.ingest import IngestReport, Progress, finish_run, ingest, start_run
+from apimon.labels import LabelReport, create_label_views, labelled_days, load_labels
 from apimon.views import BuildReport, build_views
 from apimon.warehouse import writing
 
@@ -22,6 +23,7 @@ class RefreshReport:
     ingest: IngestReport | None
     views: BuildReport
     drift: EvaluationReport
+    labels: LabelReport
 
     @property
     def warnings(self) -> list[str]:
@@ -32,6 +34,7 @@ class RefreshReport:
             "ingest": self.ingest.as_dict() if self.ingest else None,
             "views": self.views.as_dict(),
             "drift": self.drift.as_dict(),
+            "labels": self.labels.as_dict(),
             "warnings": self.warnings,
         }
 
@@ -49,12 +52,18 @@ def refresh(
         con.execute("begin transaction")
         try:
             run_id = start_run(con, project, "refresh")
+            labels = load_labels(con, project, run_id)
             views = build_views(con, project, run_id)
             shapes = [m.shape for m in views.models if m.shape is not None]
-            drift = run_evaluations(con, project, shapes, run_id, changed_only=True)
+            for shape in shapes:
+                create_label_views(con, shape)
+                labels.days[shape.model.name] |= labelled_days(con, shape, run_id)
+            drift = run_evaluations(
+                con, project, shapes, run_id, changed_only=True, changed_days=labels.days
+            )
             finish_run(con, run_id)
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
             raise
-    return RefreshReport(ingested, views, drift)
+    return RefreshReport(ingested, views, drift, labels)

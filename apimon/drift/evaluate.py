@@ -840,7 +840,10 @@ def store(
                  evaluation.window.end, evaluation.baseline],
             ).fetchall()
         ]  # fmt: skip
-        for table in ("histograms", "column_drift", "evaluations"):
+        for table in (
+            "histograms", "column_drift", "drift_models", "drift_model_importance",
+            "performance", "evaluations",
+        ):  # fmt: skip
             for old_id in old:
                 con.execute(f"delete from {table} where evaluation_id = ?", [old_id])
         evaluation.evaluation_id = next_id
