@@ -452,19 +452,24 @@ def evaluate_model(
             [since, since, until, until],
         ).fetchall()
     ]
+    settings = project.settings.drift
+    columns = monitored_columns(shape)
+    by_reference = [c for c in columns if baseline == "reference" and c.reference]
+    by_previous = [c for c in columns if c not in by_reference]
     windows = windows_of(days, window_kind)
     if only_days is not None:
+        # A window is stale when one of its days changed, or a day of the window before it
+        # when some column is compared with that window.
         windows = [
             w for w in windows
-            if any(w.start <= d <= w.end or w.previous_start <= d <= w.previous_end
+            if any(w.start <= d <= w.end
+                   or (by_previous and w.previous_start <= d <= w.previous_end)
                    for d in only_days)
         ]  # fmt: skip
     if not windows:
         return []
 
     _register_windows(con, windows)
-    settings = project.settings.drift
-    columns = monitored_columns(shape)
     row_counts = dict(
         con.execute(
             f"select w.window_id, count(*) from {schema}.evaluated as f "
@@ -480,8 +485,6 @@ def evaluate_model(
     )
     reference_rows = con.execute(f"select count(*) from {schema}.reference").fetchone()
 
-    by_reference = [c for c in columns if baseline == "reference" and c.reference]
-    by_previous = [c for c in columns if c not in by_reference]
     results: dict[int, list[ColumnResult]] = defaultdict(list)
     if by_reference:
         for window_id, result in _against_reference(con, shape, by_reference):
