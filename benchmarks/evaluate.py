@@ -16,12 +16,13 @@ It prints seconds, the ratio to the scan, and the child's peak memory.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
-import tempfile
 import textwrap
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic import run_child
 
 CHILD = textwrap.dedent(
     """
@@ -70,23 +71,6 @@ CHILD = textwrap.dedent(
 )
 
 
-def run(rows: int) -> dict[str, float]:
-    """One size in a fresh process: timings and peak memory."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    with tempfile.TemporaryDirectory(prefix="apimon-eval-") as tmp:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, tmp, str(rows), here], stdout=subprocess.PIPE, text=True
-        )
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        if status != 0:
-            raise RuntimeError(f"benchmark child failed with status {status}")
-    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    result["peak_mib"] = usage.ru_maxrss / 1024
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, action="append")
@@ -96,7 +80,7 @@ def main() -> None:
         f"{'new day s':>11}{'re-evaluated':>14}{'peak MiB':>10}"
     )
     for rows in sizes:
-        r = run(rows)
+        r = run_child(CHILD, rows)
         print(
             f"{rows:>10,}{r['evaluations']:>13.0f}{r['evaluate']:>12.1f}{r['scan']:>9.2f}"
             f"{r['evaluate'] / r['scan']:>11.1f}{r['refresh']:>11.1f}{r['refreshed']:>14.0f}"

@@ -7,7 +7,13 @@ the writing of log files.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -80,3 +86,26 @@ def fill(project: Project, rows: int, *, first_day: str = "2026-11-01", days: in
     )
     con.execute("checkpoint")
     con.close()
+
+
+def run_child(code: str, rows: int) -> dict[str, Any]:
+    """Run a measurement in a fresh process in a temporary folder; add its peak memory.
+
+    The child gets the folder, the row count and this folder (to import this module) as
+    arguments, and prints one JSON object as its last line.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory(prefix="apimon-bench-") as tmp:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, tmp, str(rows), here], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status != 0:
+            raise RuntimeError(f"benchmark child failed with status {status}")
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        result["peak_mib"] = usage.ru_maxrss / 1024
+        database = Path(tmp) / "apimon.duckdb"
+        result["db_mib"] = database.stat().st_size / 2**20 if database.exists() else 0.0
+    return result

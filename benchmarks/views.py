@@ -16,12 +16,13 @@ and print rows/s, the child's peak memory, and the ratios to the raw scan.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic import run_child
 
 CHILD = textwrap.dedent(
     """
@@ -58,26 +59,6 @@ CHILD = textwrap.dedent(
 )
 
 
-def run(rows: int) -> dict[str, float]:
-    """Measure one size in a fresh process; returns the timings and the peak memory."""
-    import json
-
-    with tempfile.TemporaryDirectory(prefix="apimon-views-") as tmp:
-        here = os.path.dirname(os.path.abspath(__file__))
-        proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, tmp, str(rows), here], stdout=subprocess.PIPE, text=True
-        )
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        if status != 0:
-            raise RuntimeError(f"benchmark child failed with status {status}")
-        result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-        result["peak_mib"] = usage.ru_maxrss / 1024
-        result["db_mib"] = (Path(tmp) / "apimon.duckdb").stat().st_size / 2**20
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, action="append")
@@ -87,7 +68,7 @@ def main() -> None:
         f"{'flat/raw':>10}{'definition s':>14}{'def/raw':>9}{'peak MiB':>10}{'file MiB':>10}"
     )
     for rows in sizes:
-        r = run(rows)
+        r = run_child(CHILD, rows)
         print(
             f"{r['rows']:>10,.0f}{r['build']:>9.1f}{r['rows'] / r['build']:>14,.0f}"
             f"{r['raw']:>12.2f}{r['flat']:>13.2f}{r['flat'] / r['raw']:>10.2f}"

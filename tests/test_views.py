@@ -162,7 +162,7 @@ def test_every_view_works_read_only_from_another_process(golden) -> None:
 
     assert result.returncode == 0, result.stderr
     counted = dict(line.split() for line in result.stdout.splitlines())
-    assert len(counted) == 3 + 4 * len(MODELS)
+    assert len(counted) == 3 + (4 + 2) * len(MODELS)  # with labelled and label_coverage
     assert (counted["binary.evaluated"], counted["main.health_daily"]) == ("4", "4")
 
 

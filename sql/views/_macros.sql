@@ -28,6 +28,21 @@ case when left({{ x }}, 1) not in ('{', '[', 'n') then json_extract_string({{ x 
 {%- endif %}
 {%- endmacro %}
 
+{#- The response time of a query: the sum of its logged timings (microseconds) in ms. -#}
+{% macro response_time_ms() -%}
+case
+    when coalesce(
+        timing_pre_processing, timing_wait, timing_enrich, timing_preparation,
+        timing_prediction, timing_post_processing
+    ) is not null
+        then (
+            coalesce(timing_pre_processing, 0) + coalesce(timing_wait, 0)
+            + coalesce(timing_enrich, 0) + coalesce(timing_preparation, 0)
+            + coalesce(timing_prediction, 0) + coalesce(timing_post_processing, 0)
+        ) / 1000.0
+end
+{%- endmacro %}
+
 {#- The answered prediction queries of one model's endpoint, from the log store. -#}
 {% macro logged_queries(model, days_table=none) -%}
 select
@@ -40,17 +55,7 @@ select
     coalesce(project_key, regexp_extract(full_model_id, '^S-([^-]+)-', 1)) as project_key,
     coalesce(saved_model_id, regexp_extract(full_model_id, '^S-[^-]+-([^-]+)-', 1))
         as saved_model_id,
-    case
-        when coalesce(
-            timing_pre_processing, timing_wait, timing_enrich, timing_preparation,
-            timing_prediction, timing_post_processing
-        ) is not null
-            then (
-                coalesce(timing_pre_processing, 0) + coalesce(timing_wait, 0)
-                + coalesce(timing_enrich, 0) + coalesce(timing_preparation, 0)
-                + coalesce(timing_prediction, 0) + coalesce(timing_post_processing, 0)
-            ) / 1000.0
-    end as response_time_ms,
+    {{ response_time_ms() | indent(4) }} as response_time_ms,
     features,
     result,
     user_context,

@@ -1,26 +1,17 @@
 {#- Context: grain ('hour' or 'day'). -#}
+{% import "views/_macros.sql" as m %}
 -- Health of each endpoint per {{ grain }}: volume, ignored and failed queries, response-time
 -- percentiles (answered queries), distinct clients. All query types are counted.
 with timed as (
     select
-        {% if grain == 'hour' %}date_trunc('hour', event_time){% else %}day{% endif %} as period,
+        {{ "date_trunc('hour', event_time)" if grain == 'hour' else "day" }} as period,
         service_id,
         endpoint_id,
         routing_key,
         ignored,
         failed,
         client_ip,
-        case
-            when coalesce(
-                timing_pre_processing, timing_wait, timing_enrich, timing_preparation,
-                timing_prediction, timing_post_processing
-            ) is not null
-                then (
-                    coalesce(timing_pre_processing, 0) + coalesce(timing_wait, 0)
-                    + coalesce(timing_enrich, 0) + coalesce(timing_preparation, 0)
-                    + coalesce(timing_prediction, 0) + coalesce(timing_post_processing, 0)
-                ) / 1000.0
-        end as response_time_ms
+        {{ m.response_time_ms() | indent(8) }} as response_time_ms
     from main.queries
 )
 
