@@ -35,7 +35,7 @@ CHILD = textwrap.dedent(
     from apimon.warehouse import connect
 
     root, rows = Path(sys.argv[1]), int(sys.argv[2])
-    project = make_project(root)
+    project = make_project(root, drift_model=DRIFT_MODEL)
     fill(project, rows)
     con = connect(project.database_path)
 
@@ -74,13 +74,18 @@ CHILD = textwrap.dedent(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, action="append")
-    sizes = parser.parse_args().rows or [1_000_000, 5_000_000]
+    parser.add_argument(
+        "--no-drift-model", action="store_true", help="Measure the statistics alone."
+    )
+    args = parser.parse_args()
+    sizes = args.rows or [1_000_000, 5_000_000]
+    code = CHILD.replace("DRIFT_MODEL", "False" if args.no_drift_model else "True")
     print(
         f"{'rows':>10}{'evaluations':>13}{'evaluate s':>12}{'scan s':>9}{'eval/scan':>11}"
         f"{'new day s':>11}{'re-evaluated':>14}{'peak MiB':>10}"
     )
     for rows in sizes:
-        r = run_child(CHILD, rows)
+        r = run_child(code, rows)
         print(
             f"{rows:>10,}{r['evaluations']:>13.0f}{r['evaluate']:>12.1f}{r['scan']:>9.2f}"
             f"{r['evaluate'] / r['scan']:>11.1f}{r['refresh']:>11.1f}{r['refreshed']:>14.0f}"

@@ -24,7 +24,7 @@ NUMERIC = [f"num_{i}" for i in range(10)]
 CATEGORICAL = [f"cat_{i}" for i in range(10)]
 
 
-def make_project(root: Path) -> Project:
+def make_project(root: Path, *, drift_model: bool = True) -> Project:
     """A project with one model whose reference has the 20 features and a label."""
     ref = duckdb.connect()
     ref.execute(
@@ -35,6 +35,7 @@ def make_project(root: Path) -> Project:
         + f", (i % 2) as label from range(20000) t(i)) to '{root / 'ref.parquet'}'"
     )
     (root / "apimon.toml").write_text(
+        f"[drift]\ndrift_model = {'true' if drift_model else 'false'}\n"
         '[[models]]\nname = "m"\nservice = "s"\nendpoint = "e"\n'
         'reference = "ref.parquet"\ntarget = "label"\nversion = "2"\nmatch_version = false\n'
         'keys = ["request_id"]\n'
@@ -66,7 +67,9 @@ def fill(project: Project, rows: int, *, first_day: str = "2026-11-01", days: in
                         'probas', json_object('yes', (i % 100) / 100, 'no', 1 - (i % 100) / 100)),
             json_object('request_id', 'r' || i::varchar),
             'bench', 'bench.log', 1, i, {run_id}
-        from (select i, timestamp '{first_day}' + to_seconds(i * ({days} * 86400 // {rows})) as ts
+        from (select i, timestamp '{first_day}'
+                        + to_microseconds(cast(i * ({days} * 86400000000 / {rows}) as bigint))
+                        as ts
               from range({rows}) t(i))
         order by ts
         """
