@@ -112,11 +112,9 @@ def check_rules(project: Project) -> list[CheckRule]:
                        else "for a metric where low is bad, set `below = true`")
                 )  # fmt: skip
         rules.append(
-            CheckRule(
-                name, check.metric, check.model, check.column, service, endpoint,
-                check.warning, check.error, check.below,
-            )  # fmt: skip
-        )
+            CheckRule(name, check.metric, check.model, check.column, service, endpoint,
+                      check.warning, check.error, check.below)
+        )  # fmt: skip
     _require_distinct(rules, where)
     return rules
 
@@ -135,8 +133,7 @@ def _require_distinct(rules: Sequence[CheckRule], where: object) -> None:
     for rule in rules:
         if rule.name in names:
             raise ConfigError(
-                f"{where}: two [[checks]] are named '{rule.name}'; give one of them another "
-                "`name`"
+                f"{where}: two [[checks]] are named '{rule.name}'; give one of them another `name`"
             )
         names.add(rule.name)
         scope = (rule.metric, rule.model, rule.column)
@@ -168,13 +165,13 @@ class CheckRunReport:
         return asdict(self)
 
 
-def evaluate_checks(con: duckdb.DuckDBPyConnection, project: Project, run_id: int) -> CheckRunReport:
-    """Judge the checks and record their results, inside the caller's transaction.
-
-    Model and column checks are judged again for every evaluation (they are few); endpoint
-    checks only for the days whose logs changed since the last judgement (and the days
-    compared with them), unless the checks themselves changed.
-    """
+def evaluate_checks(
+    con: duckdb.DuckDBPyConnection, project: Project, run_id: int
+) -> CheckRunReport:
+    """Judge the checks and record their results, inside the caller's transaction."""
+    # Model and column checks are judged again for every evaluation (they are few); endpoint
+    # checks only for the days whose logs changed since the last judgement (and the days
+    # compared with them), unless the checks themselves changed.
     rules = check_rules(project)
     fingerprint = rules_hash(rules)
     days = _days_to_judge(con, fingerprint)
@@ -326,8 +323,7 @@ def latest_checks(con: duckdb.DuckDBPyConnection, model: str | None = None) -> l
 
 def _has_checks_table(con: duckdb.DuckDBPyConnection) -> bool:
     row = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = 'main' "
-        "and table_name = 'checks'"
+        "select count(*) from duckdb_tables() where schema_name = 'main' and table_name = 'checks'"
     ).fetchone()
     if row and row[0]:
         return True
@@ -389,9 +385,7 @@ class StatusReport:
 
     @property
     def status(self) -> str:
-        return worst(
-            s.status for s in [*self.endpoints, *self.models, self.warehouse]
-        )
+        return worst(s.status for s in [*self.endpoints, *self.models, self.warehouse])
 
     def subjects(self) -> list[SubjectStatus]:
         """Each endpoint followed by its models, then the log store."""
@@ -412,12 +406,10 @@ class StatusReport:
 
 
 def status_report(con: duckdb.DuckDBPyConnection, model: str | None = None) -> StatusReport:
-    """The status of each model (and of its endpoint) from the latest check results.
-
-    A model's status is the worst of its checks' current results; an endpoint's, the worst
-    of its models' and of its own checks (over its routing keys). A check whose current
-    result is "no data" does not count; a subject with no check that had data is "no data".
-    """
+    """The status of each model, endpoint and the log store, from the current check results."""
+    # A model's status is the worst of its checks' current results; an endpoint's, the worst
+    # of its models' and of its own checks (over its routing keys). A check whose current
+    # result is "no data" does not count; a subject with no check that had data is "no data".
     checks = latest_checks(con, model)
     configured = con.execute(
         "select name, service, endpoint from main.models where ? is null or name = ? "
@@ -446,11 +438,9 @@ def status_report(con: duckdb.DuckDBPyConnection, model: str | None = None) -> S
              *(c.status for c in own if c.status != "no data")]
         )  # fmt: skip
         endpoints.append(
-            SubjectStatus(
-                "endpoint", f"{service}/{endpoint}", status, own, service=service,
-                endpoint=endpoint, models=[m.name for m in served],
-            )  # fmt: skip
-        )
+            SubjectStatus("endpoint", f"{service}/{endpoint}", status, own, service=service,
+                          endpoint=endpoint, models=[m.name for m in served])
+        )  # fmt: skip
 
     store = [c for c in checks if c.scope == "warehouse"]
     warehouse = SubjectStatus("log store", "log store", _rolled_up(store), store)
@@ -459,3 +449,28 @@ def status_report(con: duckdb.DuckDBPyConnection, model: str | None = None) -> S
 
 def _rolled_up(checks: Sequence[CheckResult]) -> str:
     return worst(c.status for c in checks if c.status != "no data")
+
+
+STATUS_HEADERS = [
+    "endpoint / model", "status", "failing check", "result", "on", "value", "threshold",
+    "window or day",
+]  # fmt: skip
+
+
+def status_rows(report: StatusReport, limit: int = 10) -> list[list[Any]]:
+    """Rows of the status table: each subject, then its failing checks (the worst first)."""
+    rows: list[list[Any]] = []
+    for subject in report.subjects():
+        name = f"  {subject.name}" if subject.kind == "model" else subject.name
+        failing = subject.failing
+        checks: list[list[Any]] = [
+            [c.check_name, c.status, c.subject, c.value,
+             f"{'≤' if c.below else '≥'} {c.threshold:g}", c.when]
+            for c in failing[:limit]
+        ]  # fmt: skip
+        if len(failing) > limit:
+            checks.append([f"{len(failing) - limit} more (see --json)", "", "", None, "", ""])
+        first, *rest = checks or [["", "", "", None, "", ""]]
+        rows.append([name, subject.status, *first])
+        rows += [["", "", *more] for more in rest]
+    return rows

@@ -288,6 +288,7 @@ def evaluate(
     wait: float,
 ) -> None:
     """Evaluate drift over windows of days and store the results."""
+    from apimon.checks import evaluate_checks
     from apimon.config import load_project
     from apimon.drift.run import run_evaluations
     from apimon.ingest import finish_run, start_run
@@ -310,6 +311,7 @@ def evaluate(
                 con, loaded, shapes, run_id, windows=windows or None, baseline=baseline,
                 since=_day(since), until=_day(until),
             )  # fmt: skip
+            evaluate_checks(con, loaded, run_id)
             finish_run(con, run_id)
             con.execute("commit")
         except BaseException:
@@ -330,28 +332,46 @@ def evaluate(
 
 @main.command()
 @common_options
-@click.option("--model", "model_name", help="Only this model.")
+@click.option("--model", "model_name", help="Only this model (and its endpoint).")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["warning", "error"]),
+    help="Exit 1 when an endpoint, a model or the log store is at this status or worse.",
+)
 @click.option("--fail-on-drift", is_flag=True, help="Exit 1 when a latest verdict is drift.")
 def status(
-    project: Path | None, as_json: bool, model_name: str | None, fail_on_drift: bool
+    project: Path | None,
+    as_json: bool,
+    model_name: str | None,
+    fail_on: str | None,
+    fail_on_drift: bool,
 ) -> None:
-    """Show the latest drift verdict of each model and the columns behind it."""
+    """Show each endpoint and model with its status and failing checks, then the drift verdicts."""
+    from apimon.checks import STATUS_HEADERS, STATUS_LEVELS, status_report, status_rows
     from apimon.config import load_project
     from apimon.drift.run import column_status, latest_status
     from apimon.warehouse import connect
 
     loaded = load_project(project)
+    if model_name:
+        loaded.model(model_name)
     con = connect(loaded.database_path, read_only=True)
     try:
+        report = status_report(con, model_name)
         latest = latest_status(con, model_name)
         details = {row["evaluation_id"]: column_status(con, row["evaluation_id"]) for row in latest}
     finally:
         con.close()
     if as_json:
-        _print_json([{**row, "columns": details[row["evaluation_id"]]} for row in latest])
+        drift = [{**row, "columns": details[row["evaluation_id"]]} for row in latest]
+        _print_json({**report.as_dict(), "drift": drift})
     else:
+        _print_table(STATUS_HEADERS, status_rows(report))
+        click.echo("")
         if not latest:
             click.echo("no evaluation yet: run `apimon refresh` (or `apimon evaluate`)")
+        else:
+            click.echo("latest drift verdicts:")
         _print_table(
             ["model", "window", "start", "end", "rows", "status", "drift share", "drifting"],
             [
@@ -373,8 +393,50 @@ def status(
                     for c in details[row["evaluation_id"]]
                 ],
             )  # fmt: skip
-    if fail_on_drift and any(r["status"] in ("drift", "partial drift") for r in latest):
+    failing = fail_on is not None and STATUS_LEVELS[report.status] >= STATUS_LEVELS[fail_on]
+    drifting = fail_on_drift and any(r["status"] in ("drift", "partial drift") for r in latest)
+    if failing or drifting:
         sys.exit(EXIT_PROBLEM)
+
+
+@main.command()
+@common_options
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The HTML file to write (default: report.html in the project folder).",
+)
+def report(project: Path | None, as_json: bool, output: Path | None) -> None:
+    """Write one self-contained HTML report: statuses, traffic, drift, performance, quality."""
+    from apimon.config import load_project
+    from apimon.report import write_report
+
+    path = write_report(load_project(project), output)
+    if as_json:
+        _print_json({"report": str(path)})
+    else:
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@common_options
+def metrics(project: Path | None, as_json: bool) -> None:
+    """Print statuses and key metrics in the Prometheus text format (for a textfile collector)."""
+    from apimon.config import load_project
+    from apimon.metrics import metric_families, prometheus_text
+    from apimon.warehouse import connect
+
+    loaded = load_project(project)
+    con = connect(loaded.database_path, read_only=True)
+    try:
+        families = metric_families(con, loaded)
+    finally:
+        con.close()
+    if as_json:
+        _print_json([f.as_dict() for f in families])
+    else:
+        click.echo(prometheus_text(families), nl=False)
 
 
 @main.command("export-queries")

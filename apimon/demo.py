@@ -63,6 +63,7 @@ def run_demo(
     """Generate the demo's data into the default project and run the pipeline on it."""
     from apimon.demo_data import generate_demo_data
     from apimon.refresh import refresh
+    from apimon.report import write_report
 
     root = (project or default_project_dir()).resolve()
     config = root / CONFIG_FILE
@@ -119,6 +120,11 @@ def run_demo(
     summary.story.extend(_drift_story(loaded.database_path))
     summary.story.extend(_performance_story(loaded.database_path))
     summary.story.append(f"warehouse: {loaded.database_path} (open it with duckdb or a BI tool)")
+    report_path = write_report(loaded)
+    summary.steps["report"] = str(report_path)
+    summary.story.append(
+        f"report: {report_path} (open it in a browser; `apimon status` lists failing checks)"
+    )
     return summary
 
 
@@ -257,7 +263,7 @@ def _performance_story(database: Path) -> list[str]:
     con = connect(database, read_only=True)
     try:
         rows = con.execute(
-            "select e.window_kind, e.window_start, e.window_end, p.source, p.\"value\", "
+            'select e.window_kind, e.window_start, e.window_end, p.source, p."value", '
             "p.band_low, p.band_high, p.coverage from performance as p "
             "join evaluations as e using (evaluation_id) "
             "where p.metric = 'accuracy' and e.window_kind = 'all' order by p.source"

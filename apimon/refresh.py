@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from apimon.checks import CheckRunReport, evaluate_checks
 from apimon.config import Project
 from apimon.drift.run import EvaluationReport, run_evaluations
 from apimon.ingest import IngestReport, Progress, finish_run, ingest, start_run
@@ -24,6 +25,7 @@ class RefreshReport:
     views: BuildReport
     drift: EvaluationReport
     labels: LabelReport
+    checks: CheckRunReport
 
     @property
     def warnings(self) -> list[str]:
@@ -35,6 +37,7 @@ class RefreshReport:
             "views": self.views.as_dict(),
             "drift": self.drift.as_dict(),
             "labels": self.labels.as_dict(),
+            "checks": self.checks.as_dict(),
             "warnings": self.warnings,
         }
 
@@ -61,9 +64,10 @@ def refresh(
             drift = run_evaluations(
                 con, project, shapes, run_id, changed_only=True, changed_days=labels.days
             )
+            checks = evaluate_checks(con, project, run_id)
             finish_run(con, run_id)
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
             raise
-    return RefreshReport(ingested, views, drift, labels)
+    return RefreshReport(ingested, views, drift, labels, checks)

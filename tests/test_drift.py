@@ -356,7 +356,7 @@ def test_status_exits_1_on_drift_with_fail_on_drift(tmp_path: Path) -> None:
     shown = CliRunner().invoke(main, ["status", "-p", str(tmp_path), "--json"])
     failed = CliRunner().invoke(main, ["status", "-p", str(tmp_path), "--fail-on-drift"])
 
-    latest = json.loads(shown.stdout)
+    latest = json.loads(shown.stdout)["drift"]
     assert {r["window"]: r["status"] for r in latest} == {"all": "drift", "day": "drift"}
     assert failed.exit_code == 1
     assert "x" in failed.stdout
