@@ -394,3 +394,22 @@ def test_drift_sql_transpiles_to_spark(template: str) -> None:
     sql = render_checked(template, **context)
 
     assert sqlglot.transpile(sql, read="duckdb", write="spark", unsupported_level=ErrorLevel.RAISE)
+
+
+def test_an_empty_window_gets_no_evaluation_and_empty_counts_no_statistics(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(3)
+    _project(tmp_path, {"x": rng.normal(size=100).tolist(), "label": [0] * 100},
+             [[{"x": v} for v in rng.normal(size=50)]])  # fmt: skip
+
+    result = CliRunner().invoke(
+        main, ["evaluate", "-p", str(tmp_path), "--since", "2027-01-01", "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"evaluations": []}
+    from apimon.drift import stats
+
+    assert math.isnan(stats.js_distance([1, 2], [0, 0]))
+    assert stats.chi2([1, 2], [0, 0]) == (0.0, 1.0)
