@@ -411,9 +411,10 @@ def test_sigterm_answers_the_requests_in_flight_then_exits(tmp_path: Path) -> No
         time.sleep(0.01)
     started = time.monotonic()
 
-    assert server.stop(signal.SIGTERM) == 0
+    assert server.stop(signal.SIGTERM, timeout=30) == 0
 
-    assert time.monotonic() - started < 10
+    # The server drains for at most 10 s; a loaded machine may add to its commit and exit.
+    assert time.monotonic() - started < 25
     for thread in threads:
         thread.join()
     on_disk = Counter(
