@@ -355,13 +355,10 @@ def status(
     loaded = load_project(project)
     if model_name:
         loaded.model(model_name)
-    con = connect(loaded.database_path, read_only=True)
-    try:
+    with connect(loaded.database_path, read_only=True) as con:
         report = status_report(con, model_name)
         latest = latest_status(con, model_name)
         details = {row["evaluation_id"]: column_status(con, row["evaluation_id"]) for row in latest}
-    finally:
-        con.close()
     if as_json:
         drift = [{**row, "columns": details[row["evaluation_id"]]} for row in latest]
         _print_json({**report.as_dict(), "drift": drift})
@@ -428,11 +425,8 @@ def metrics(project: Path | None, as_json: bool) -> None:
     from apimon.warehouse import connect
 
     loaded = load_project(project)
-    con = connect(loaded.database_path, read_only=True)
-    try:
+    with connect(loaded.database_path, read_only=True) as con:
         families = metric_families(con, loaded)
-    finally:
-        con.close()
     if as_json:
         _print_json([f.as_dict() for f in families])
     else:
@@ -497,8 +491,7 @@ def sql(project: Path | None, as_json: bool, name: str | None, dialect: str) -> 
     from apimon.warehouse import connect
 
     loaded = load_project(project)
-    con = connect(loaded.database_path, read_only=True)
-    try:
+    with connect(loaded.database_path, read_only=True) as con:
         if name is None:
             names = view_names(con, loaded)
             if as_json:
@@ -507,8 +500,6 @@ def sql(project: Path | None, as_json: bool, name: str | None, dialect: str) -> 
                 click.echo("\n".join(names))
             return
         text = view_sql(con, loaded, name, dialect)
-    finally:
-        con.close()
     if as_json:
         _print_json({"name": name, "dialect": dialect, "sql": text})
     else:
@@ -551,11 +542,8 @@ def partitions(project: Path | None, as_json: bool, since: str | None, until: st
     from apimon.warehouse import connect
 
     loaded = load_project(project)
-    con = connect(loaded.database_path, read_only=True)
-    try:
+    with connect(loaded.database_path, read_only=True) as con:
         days = list_partitions(con, _day(since), _day(until))
-    finally:
-        con.close()
     if as_json:
         _print_json([d.as_dict() for d in days])
         return
@@ -625,8 +613,7 @@ def quarantine(project: Path | None, as_json: bool, limit: int, reason: str | No
     from apimon.warehouse import connect
 
     loaded = load_project(project)
-    con = connect(loaded.database_path, read_only=True)
-    try:
+    with connect(loaded.database_path, read_only=True) as con:
         summary = con.execute(
             "select split_part(reason, ':', 1) as kind, count(*) from quarantine "
             "group by kind order by count(*) desc, kind"
@@ -637,8 +624,6 @@ def quarantine(project: Path | None, as_json: bool, limit: int, reason: str | No
             "limit ?",
             [reason, reason, limit],
         ).fetchall()
-    finally:
-        con.close()
     if as_json:
         _print_json(
             {

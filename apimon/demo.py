@@ -131,8 +131,7 @@ def run_demo(
 def _log_store_story(database: Path) -> list[str]:
     from apimon.warehouse import connect
 
-    con = connect(database, read_only=True)
-    try:
+    with connect(database, read_only=True) as con:
         days = con.execute(
             'select count(*), min("rows"), max("rows"), min(day), max(day) from partitions'
         ).fetchone()
@@ -143,8 +142,6 @@ def _log_store_story(database: Path) -> list[str]:
         outcomes = con.execute(
             "select count(*) filter (ignored), count(*) filter (failed) from queries"
         ).fetchone()
-    finally:
-        con.close()
     assert days is not None and outcomes is not None
     lines = [
         f"log store: {days[0]} days from {days[3]} to {days[4]}, "
@@ -161,8 +158,7 @@ def _views_story(database: Path, views: Any) -> list[str]:
     from apimon.warehouse import connect
 
     lines = []
-    con = connect(database, read_only=True)
-    try:
+    with connect(database, read_only=True) as con:
         for build in views.models:
             schema = quote_ident(build.model)
             lines.append(
@@ -182,8 +178,6 @@ def _views_story(database: Path, views: Any) -> list[str]:
                 lines.append(f"  schema check: {column}: {status}")
             for warning in build.warnings:
                 lines.append(f"  warning: {warning}")
-    finally:
-        con.close()
     return lines
 
 
@@ -191,8 +185,7 @@ def _drift_story(database: Path) -> list[str]:
     """Which days and columns drift, in runs of days with the same drifting columns."""
     from apimon.warehouse import connect
 
-    con = connect(database, read_only=True)
-    try:
+    with connect(database, read_only=True) as con:
         days = con.execute(
             "select e.model, e.model_version, e.window_start, e.status, "
             "coalesce(list(c.column_name order by c.role, c.column_name) "
@@ -205,8 +198,6 @@ def _drift_story(database: Path) -> list[str]:
             "select model, window_start, window_end, status, drifting_columns, features "
             "from evaluations where window_kind = 'all' and baseline = 'reference' order by model"
         ).fetchall()
-    finally:
-        con.close()
     lines = []
     runs: list[list[Any]] = []
     for model, version, day, status, columns in days:
@@ -236,14 +227,11 @@ def _write_labels(database: Path, folder: Path, seed: int) -> int:
 
     from apimon.warehouse import connect
 
-    con = connect(database, read_only=True)
-    try:
+    with connect(database, read_only=True) as con:
         rows = con.execute(
             "select day, request_id, proba_FRAUDULENT from fraud.flat "
             "where day <= (select max(day) from fraud.flat) - 7 order by day, request_id"
         ).fetchall()
-    finally:
-        con.close()
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     by_day: dict[Any, list[str]] = {}
@@ -260,8 +248,7 @@ def _write_labels(database: Path, folder: Path, seed: int) -> int:
 def _performance_story(database: Path) -> list[str]:
     from apimon.warehouse import connect
 
-    con = connect(database, read_only=True)
-    try:
+    with connect(database, read_only=True) as con:
         rows = con.execute(
             'select e.window_kind, e.window_start, e.window_end, p.source, p."value", '
             "p.band_low, p.band_high, p.coverage from performance as p "
@@ -273,8 +260,6 @@ def _performance_story(database: Path) -> list[str]:
             "from drift_models as d join evaluations as e using (evaluation_id) "
             "where e.window_kind = 'all'"
         ).fetchone()
-    finally:
-        con.close()
     lines = []
     if drift_model:
         accuracy, low, high, detected = drift_model

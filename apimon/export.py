@@ -29,8 +29,7 @@ def export_queries(
         raise ApimonError(f"unknown format '{file_format}'; known: parquet, csv")
     model = project.model(model_name)
     schema = quote_ident(model.name)
-    con = connect(project.database_path, read_only=True)
-    try:
+    with connect(project.database_path, read_only=True) as con:
         columns = [
             r[0]
             for r in con.execute(
@@ -75,8 +74,6 @@ def export_queries(
             f"copy ({query}) to {quote_literal(str(output))} ({options})",
             [since, since, until, until],
         )
-    finally:
-        con.close()
     count = int(rows[0]) if rows else 0
     log.info("exported %d queries of %s to %s", count, model.name, output)
     return count

@@ -564,15 +564,13 @@ def _against_reference(
     )
 
     numeric = [c for c in columns if c.kind == "numeric"]
-    cdf: dict[tuple[int, str], tuple[float, float, int, int]] = {}
-    if numeric:
-        sql = render_checked(
-            "drift/numeric_cdf.sql",
-            current=_numeric_long(f"{schema}.evaluated", numeric, current_side=True),
-            baseline=_numeric_long(f"{schema}.reference", numeric, current_side=False),
-        )
-        for window_id, column_name, ks, w, n_ref, n_cur in con.execute(sql).fetchall():
-            cdf[(window_id, column_name)] = (ks, w, int(n_ref), int(n_cur))
+    cdf = _compare_cdfs(
+        con,
+        current=_values_long(f"{schema}.evaluated", numeric, CURRENT_JOIN),
+        baseline=_values_long(
+            f"{schema}.reference", numeric, "cross join eval_windows as w", reference=True
+        ),
+    )
 
     window_ids = [r[0] for r in con.execute("select window_id from eval_windows").fetchall()]
     out = []
@@ -592,20 +590,32 @@ def _against_reference(
     return out
 
 
-def _numeric_long(relation: str, columns: Sequence[Monitored], *, current_side: bool) -> str:
-    parts = []
-    for c in columns:
-        source = c.name if current_side else (c.reference or c.name)
-        join = (
-            "join eval_windows as w on f.day between w.start_day and w.end_day"
-            if current_side
-            else "cross join eval_windows as w"
-        )
-        parts.append(
-            f"select w.window_id, {quote_literal(c.name)} as column_name, "
-            f"cast(f.{quote_ident(source)} as double) as v from {relation} as f {join}"
-        )
-    return "\nunion all\n".join(parts)
+CURRENT_JOIN = "join eval_windows as w on f.day between w.start_day and w.end_day"
+
+
+def _values_long(
+    relation: str, columns: Sequence[Monitored], join: str, *, reference: bool = False
+) -> str:
+    """Rows of (window_id, column_name, v) for numeric columns: the input of the CDF pass."""
+    return "\nunion all\n".join(
+        f"select w.window_id, {quote_literal(c.name)} as column_name, "
+        f"cast(f.{quote_ident((c.reference or c.name) if reference else c.name)} as double) "
+        f"as v from {relation} as f {join}"
+        for c in columns
+    )
+
+
+def _compare_cdfs(
+    con: duckdb.DuckDBPyConnection, *, current: str, baseline: str
+) -> dict[tuple[int, str], tuple[float, float, int, int]]:
+    """KS statistic, Wasserstein distance and both sizes, per window and numeric column."""
+    if not current:
+        return {}
+    sql = render_checked("drift/numeric_cdf.sql", current=current, baseline=baseline)
+    return {
+        (window_id, column_name): (ks, w, int(n_ref), int(n_cur))
+        for window_id, column_name, ks, w, n_ref, n_cur in con.execute(sql).fetchall()
+    }
 
 
 def _finish(
@@ -709,7 +719,7 @@ def _against_previous(
         "column_name varchar, category varchar, bin integer, reference_count bigint)"
     )
     previous_join = "join eval_windows as w on f.day between w.previous_start and w.previous_end"
-    current_join = "join eval_windows as w on f.day between w.start_day and w.end_day"
+    current_join = CURRENT_JOIN
     probabilities = [i / settings.bins for i in range(1, settings.bins)]
     stds: dict[tuple[int, str], float] = {}
     for column in columns:
@@ -755,15 +765,11 @@ def _against_previous(
             counts[(side, window_id, column_name, bin_)] = int(n)
 
     numeric = [c for c in columns if c.kind == "numeric"]
-    cdf: dict[tuple[int, str], tuple[float, float, int, int]] = {}
-    if numeric:
-        sql = render_checked(
-            "drift/numeric_cdf.sql",
-            current=_long_flat(schema, numeric, current_join),
-            baseline=_long_flat(schema, numeric, previous_join),
-        )
-        for window_id, column_name, ks, w, n_ref, n_cur in con.execute(sql).fetchall():
-            cdf[(window_id, column_name)] = (ks, w, int(n_ref), int(n_cur))
+    cdf = _compare_cdfs(
+        con,
+        current=_values_long(f"{schema}.evaluated", numeric, current_join),
+        baseline=_values_long(f"{schema}.evaluated", numeric, previous_join),
+    )
 
     bins = con.execute(
         "select window_id, column_name, bin, label, lower, upper, category from window_bins "
@@ -789,14 +795,6 @@ def _against_previous(
             )
         out.append((window_id, result))
     return out
-
-
-def _long_flat(schema: str, columns: Sequence[Monitored], join: str) -> str:
-    return "\nunion all\n".join(
-        f"select w.window_id, {quote_literal(c.name)} as column_name, "
-        f"cast(f.{quote_ident(c.name)} as double) as v from {schema}.evaluated as f {join}"
-        for c in columns
-    )
 
 
 def judge(evaluation: Evaluation, thresholds: stats.Thresholds, settings: DriftSettings) -> None:
